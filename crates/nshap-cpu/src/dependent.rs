@@ -1,0 +1,116 @@
+//! The dependent stage: a block of coalitions x a block of examples through every node that
+//! depends on the coalition, with the mask applied at each player node.
+
+use crate::ops;
+use crate::plan::Plan;
+use crate::shared::{gather_inputs, SharedCache};
+use nshap_model::{EvalSet, MaskBatch, Source};
+
+/// One work item: coalitions `coalitions` of `masks` on cache rows `rows`.
+pub struct Item<'a> {
+    pub coalitions: std::ops::Range<usize>,
+    pub rows: &'a [usize],
+    /// Position of `rows[0]` in the request's example list.
+    pub first: usize,
+}
+
+/// Run an item and hand each (coalition, example-row) logits to `sink(m, r, logits)`, where `m`
+/// indexes `masks` and `r` indexes `item.rows`.
+pub fn run_item(
+    plan: &Plan,
+    cache: &SharedCache,
+    data: &EvalSet,
+    masks: &MaskBatch,
+    item: &Item<'_>,
+    mut sink: impl FnMut(usize, usize, &[f32]),
+) {
+    let g = &plan.graph;
+    let e = item.rows.len();
+    let cm = item.coalitions.len();
+    let total = cm * e;
+    let mut bufs: Vec<Option<Vec<f32>>> = vec![None; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !plan.dependent[i] {
+            continue;
+        }
+        let numel = node.shape.numel();
+        let mut out = if plan.boundary[i] {
+            // Unmasked value is shared: repeat it for every coalition, then mask.
+            cache.gather(plan, i, item.rows).repeat(cm)
+        } else {
+            let mut out = vec![0.0; total * numel];
+            let shared: Vec<Option<Vec<f32>>> = node
+                .inputs
+                .iter()
+                .map(|s| match *s {
+                    Source::Node(j) if plan.dependent[j] => None,
+                    Source::Node(j) => Some(cache.gather(plan, j, item.rows)),
+                    Source::Input => Some(gather_inputs(data, item.rows.iter().map(|&r| cache.examples[r]))),
+                })
+                .collect();
+            let mut inputs: Vec<&[f32]> = node
+                .inputs
+                .iter()
+                .zip(&shared)
+                .map(|(s, sh)| match (s, sh) {
+                    (_, Some(v)) => v.as_slice(),
+                    (Source::Node(j), None) => bufs[*j].as_deref().expect("dependent input computed"),
+                    (Source::Input, None) => unreachable!(),
+                })
+                .collect();
+            // A shared operand of `add` is broadcast; keep it second.
+            if inputs.len() == 2 && shared[0].is_some() {
+                inputs.swap(0, 1);
+            }
+            ops::run(g, node, &inputs, total, &mut out);
+            out
+        };
+        if let Some(layer) = plan.players.layer_of_node(i) {
+            apply_mask(plan, layer, masks, item, numel, node.shape.spatial(), &mut out);
+        }
+        bufs[i] = Some(out);
+        for s in &node.inputs {
+            if let Source::Node(j) = *s {
+                if plan.last_use[j] <= i {
+                    bufs[j] = None;
+                }
+            }
+        }
+    }
+    let last = g.nodes.len() - 1;
+    let classes = g.nodes[last].shape.numel();
+    let logits = bufs[last].as_deref().expect("output is dependent");
+    for m in 0..cm {
+        for r in 0..e {
+            let at = (m * e + r) * classes;
+            sink(item.coalitions.start + m, r, &logits[at..at + classes]);
+        }
+    }
+}
+
+/// Replace each absent player's channel by its baseline, for every example row of the item.
+fn apply_mask(
+    plan: &Plan,
+    layer: usize,
+    masks: &MaskBatch,
+    item: &Item<'_>,
+    numel: usize,
+    spatial: usize,
+    out: &mut [f32],
+) {
+    let pl = &plan.players.layers()[layer];
+    let offset = plan.players.offset(layer);
+    let e = item.rows.len();
+    for (m, coalition) in item.coalitions.clone().enumerate() {
+        for c in 0..pl.channels() {
+            if masks.contains(coalition, offset + c) {
+                continue;
+            }
+            let b = pl.baseline[c];
+            for r in 0..e {
+                let at = (m * e + r) * numel + c * spatial;
+                out[at..at + spatial].fill(b);
+            }
+        }
+    }
+}

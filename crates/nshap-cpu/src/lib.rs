@@ -1,0 +1,39 @@
+//! # nshap-cpu
+//!
+//! The CPU backend of nshap: evaluates batches of coalitions (sub-networks with some channels
+//! replaced by a baseline) on batches of examples and reduces each to one metric value.
+//!
+//! Work that no coalition changes is done once: every node that does not depend on the mask
+//! (the prefix up to the first player layer, and side branches) is computed once per example and
+//! cached; each (coalitions x examples) work item runs only the dependent nodes, in parallel
+//! with rayon, with conv as im2col + GEMM (`matrixmultiply`).
+
+mod dependent;
+mod evaluator;
+mod means;
+pub mod ops;
+mod plan;
+mod shared;
+
+pub use evaluator::{CpuEvaluator, CpuOptions};
+pub use means::activation_means;
+
+use nshap_model::{Backend, BackendError, EvalJob, Evaluator};
+
+/// The CPU backend.
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    pub options: CpuOptions,
+}
+
+impl CpuBackend {
+    pub fn new(options: CpuOptions) -> CpuBackend {
+        CpuBackend { options }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn prepare(&self, job: EvalJob) -> Result<Box<dyn Evaluator>, BackendError> {
+        Ok(Box::new(CpuEvaluator::new(job, self.options.clone())?))
+    }
+}

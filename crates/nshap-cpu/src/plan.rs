@@ -1,0 +1,67 @@
+//! Which nodes depend on the coalition and which are shared by all coalitions.
+//!
+//! A node is *dependent* when it is a player node or reads a dependent node; everything else is
+//! computed once per example and shared. A player node whose inputs are all shared is a
+//! *boundary*: its unmasked value is shared too, and each coalition only applies its mask to it.
+
+use nshap_model::fold::fold_batchnorm;
+use nshap_model::{BackendError, Graph, Players, Source};
+
+pub struct Plan {
+    pub graph: Graph,
+    pub players: Players,
+    pub dependent: Vec<bool>,
+    pub boundary: Vec<bool>,
+    /// Shared values the dependent stage reads (kept in the shared cache).
+    pub retained: Vec<bool>,
+    /// Index of the last node that reads each node (for freeing buffers early).
+    pub last_use: Vec<usize>,
+    /// Largest dependent activation (floats per example), for sizing work items.
+    pub max_dependent_numel: usize,
+    /// Floats per example the shared cache keeps.
+    pub retained_numel: usize,
+}
+
+impl Plan {
+    pub fn new(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
+        let (graph, players) = fold_batchnorm(graph, players);
+        let n = graph.nodes.len();
+        let mut dependent = vec![false; n];
+        let mut boundary = vec![false; n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let reads_dependent =
+                node.inputs.iter().any(|s| matches!(s, Source::Node(j) if dependent[*j]));
+            let is_player = players.layer_of_node(i).is_some();
+            dependent[i] = is_player || reads_dependent;
+            boundary[i] = is_player && !reads_dependent;
+        }
+        if !dependent[n - 1] {
+            let names: Vec<&str> = players.layers().iter().map(|l| l.name.as_str()).collect();
+            return Err(BackendError::Invalid(format!(
+                "player layer(s) {} do not reach the output node {:?}",
+                names.join(", "),
+                graph.nodes[n - 1].name
+            )));
+        }
+        let mut retained = boundary.clone();
+        let mut last_use = vec![0; n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for s in &node.inputs {
+                if let Source::Node(j) = *s {
+                    last_use[j] = i;
+                    if dependent[i] && !dependent[j] {
+                        retained[j] = true;
+                    }
+                }
+            }
+        }
+        last_use[n - 1] = n;
+        let max_dependent_numel = (0..n)
+            .filter(|&i| dependent[i])
+            .map(|i| graph.nodes[i].shape.numel())
+            .max()
+            .unwrap_or(1);
+        let retained_numel = (0..n).filter(|&i| retained[i]).map(|i| graph.nodes[i].shape.numel()).sum();
+        Ok(Plan { graph, players, dependent, boundary, retained, last_use, max_dependent_numel, retained_numel })
+    }
+}

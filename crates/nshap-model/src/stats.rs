@@ -1,0 +1,57 @@
+//! Size and cost of a graph: parameters and FLOPs per example, for `nshap inspect` and benches.
+
+use crate::graph::{Graph, Node, Op};
+
+/// Learned parameters of a node, counted as PyTorch's `numel()` over `parameters()`:
+/// weights and biases (only when the spec had one: a zero bias is counted as absent),
+/// batchnorm gamma and beta (running statistics are buffers, not parameters).
+pub fn parameters(node: &Node) -> usize {
+    match &node.op {
+        Op::Linear(l) => l.weight.len() + nonzero_bias(&l.bias),
+        Op::Conv2d(c) => c.weight.len() + nonzero_bias(&c.bias),
+        Op::BatchNorm(bn) => 2 * bn.scale.len(),
+        _ => 0,
+    }
+}
+
+fn nonzero_bias(bias: &[f32]) -> usize {
+    if bias.iter().all(|&b| b == 0.0) {
+        0
+    } else {
+        bias.len()
+    }
+}
+
+/// FLOPs of a node for one example, convention: 2 per multiply-add in conv/linear (bias adds not
+/// counted), 1 per output element for batchnorm, activations, pooling windows' elements and adds.
+pub fn flops(graph: &Graph, node: &Node) -> u64 {
+    let out = node.shape.numel() as u64;
+    match &node.op {
+        Op::Linear(l) => 2 * (l.in_features * l.out_features) as u64,
+        Op::Conv2d(c) => 2 * out * (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64,
+        Op::MaxPool2d(p) | Op::AvgPool2d(p) => out * (p.kernel.0 * p.kernel.1) as u64,
+        Op::GlobalAvgPool => graph.shape_of(node.inputs[0]).numel() as u64,
+        Op::BatchNorm(_) | Op::Activation(_) | Op::Add => out,
+        Op::Flatten | Op::Identity => 0,
+    }
+}
+
+/// Total FLOPs of a forward pass for one example.
+pub fn total_flops(graph: &Graph) -> u64 {
+    graph.nodes.iter().map(|n| flops(graph, n)).sum()
+}
+
+/// Total FLOPs in conv and linear layers only (the usual "2 x MACs" figure).
+pub fn matmul_flops(graph: &Graph) -> u64 {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Linear(_) | Op::Conv2d(_)))
+        .map(|n| flops(graph, n))
+        .sum()
+}
+
+/// Total parameters.
+pub fn total_parameters(graph: &Graph) -> usize {
+    graph.nodes.iter().map(parameters).sum()
+}
