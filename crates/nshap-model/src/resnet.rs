@@ -92,3 +92,61 @@ pub fn resnet_spec(arch: &str, tensors: &TensorFile, input: [usize; 3]) -> Resul
     });
     Ok(ModelSpec { format: FORMAT_V1.into(), input: input.to_vec(), nodes })
 }
+
+/// A synthetic state_dict of `arch` with torchvision's names and shapes (widths 64..512 scaled
+/// by `width_divisor`), deterministic pseudo-random weights, as safetensors bytes. For tests and
+/// benchmarks that need a full-size ResNet without shipping 45 MB of weights.
+pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, seed: u64) -> Option<Vec<u8>> {
+    let blocks = stage_blocks(arch)?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let mut conv = |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>, name: String, out: usize, inp: usize, k: usize| {
+        let fan_in = (inp * k * k) as f32;
+        let scale = (6.0 / fan_in).sqrt();
+        let w = (0..out * inp * k * k).map(|_| uniform() * scale).collect();
+        t.push((name, vec![out, inp, k, k], w));
+    };
+    let bn = |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>, p: String, c: usize| {
+        t.push((format!("{p}.weight"), vec![c], vec![1.0; c]));
+        t.push((format!("{p}.bias"), vec![c], (0..c).map(|i| 0.01 * (i % 7) as f32).collect()));
+        t.push((format!("{p}.running_mean"), vec![c], vec![0.0; c]));
+        t.push((format!("{p}.running_var"), vec![c], vec![1.0; c]));
+    };
+    let widths: Vec<usize> = [64, 128, 256, 512].iter().map(|w| (w / width_divisor.max(1)).max(1)).collect();
+    conv(&mut tensors, "conv1.weight".into(), widths[0], 3, 7);
+    bn(&mut tensors, "bn1".into(), widths[0]);
+    let mut inp = widths[0];
+    for (s, &nb) in blocks.iter().enumerate() {
+        for b in 0..nb {
+            let p = format!("layer{}.{b}", s + 1);
+            let out = widths[s];
+            conv(&mut tensors, format!("{p}.conv1.weight"), out, inp, 3);
+            bn(&mut tensors, format!("{p}.bn1"), out);
+            conv(&mut tensors, format!("{p}.conv2.weight"), out, out, 3);
+            bn(&mut tensors, format!("{p}.bn2"), out);
+            if b == 0 && s > 0 {
+                conv(&mut tensors, format!("{p}.downsample.0.weight"), out, inp, 1);
+                bn(&mut tensors, format!("{p}.downsample.1"), out);
+            }
+            inp = out;
+        }
+    }
+    let scale = (1.0 / inp as f32).sqrt();
+    let fc: Vec<f32> = (0..classes * inp).map(|_| uniform() * scale).collect();
+    tensors.push(("fc.weight".into(), vec![classes, inp], fc));
+    tensors.push(("fc.bias".into(), vec![classes], vec![0.0; classes]));
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    safetensors::serialize(views, None).ok()
+}

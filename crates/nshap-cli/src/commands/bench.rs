@@ -1,0 +1,176 @@
+//! `nshap bench`: masked forward throughput on the shipped models and torchvision-shaped
+//! ResNet-18s, CPU and GPU side by side in one run.
+
+use crate::model_args::demo_dir;
+use anyhow::{Context, Result};
+use clap::Args;
+use nshap::model::stats::split_flops;
+use nshap::model::{
+    load_arch, load_eval_set, load_model, Baseline, DataOptions, EvalJob, EvalSet, Examples, Graph, MaskBatch,
+    Metric,
+};
+use nshap::{make_backend, resolve_players, BackendChoice};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Backends to compare: cpu, gpu or both.
+    #[arg(long, default_value = "both")]
+    pub backend: String,
+    /// Models: comma-separated from digits-mlp, digits-cnn, digits-resnet, resnet18-32, resnet18-224.
+    #[arg(long, value_delimiter = ',', default_value = "digits-mlp,digits-cnn,digits-resnet,resnet18-32,resnet18-224")]
+    pub models: Vec<String>,
+    /// Coalitions per batch (default: sized so each batch is a few GFLOPs).
+    #[arg(long)]
+    pub coalitions: Option<usize>,
+    /// Examples per batch (default: sized with the coalitions).
+    #[arg(long)]
+    pub examples: Option<usize>,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Print one JSON object per measurement instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A model to measure.
+pub struct Case {
+    pub name: String,
+    pub graph: Graph,
+    pub data: EvalSet,
+    pub players: Vec<String>,
+}
+
+fn random_data(graph: &Graph, n: usize, seed: u64) -> Result<EvalSet> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let inputs = (0..n * graph.input.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let labels = (0..n).map(|_| rng.random_range(0..graph.num_classes() as u32)).collect();
+    Ok(EvalSet::new(graph.input, inputs, labels, graph.num_classes())?)
+}
+
+/// Load a benchmark case by name.
+pub fn case(name: &str) -> Result<Case> {
+    match name {
+        "digits-mlp" | "digits-cnn" | "digits-resnet" => {
+            let dir = demo_dir()?.join("..").join(name);
+            let graph = load_model(&dir.join("model.json"), &dir.join("weights.safetensors"))?;
+            let data = load_eval_set(&dir.join("eval.safetensors"), &graph, &DataOptions::default())?;
+            let player = ["relu2", "layer1.0.relu2", "layer2.0.relu2"]
+                .into_iter()
+                .find(|p| graph.find(p).is_some())
+                .context("no known player node in the shipped model")?;
+            Ok(Case { name: name.into(), graph, data, players: vec![player.into()] })
+        }
+        "resnet18-32" | "resnet18-224" => {
+            let size = if name.ends_with("224") { 224 } else { 32 };
+            let bytes = nshap::model::resnet::synthetic_state_dict("resnet18", 1, 1000, 7).context("building resnet18")?;
+            let path = std::env::temp_dir().join(format!("nshap-bench-resnet18-{}.safetensors", std::process::id()));
+            std::fs::write(&path, bytes)?;
+            let loaded = load_arch("resnet18", &path, [3, size, size]);
+            let _ = std::fs::remove_file(&path);
+            let (graph, _) = loaded?;
+            let data = random_data(&graph, 64, 1)?;
+            Ok(Case { name: name.into(), graph, data, players: vec!["layer1.0.relu2".into()] })
+        }
+        other => anyhow::bail!("unknown bench model {other:?}"),
+    }
+}
+
+/// One measurement.
+#[derive(serde::Serialize)]
+pub struct Measurement {
+    pub model: String,
+    pub backend: String,
+    pub device: String,
+    pub coalitions: usize,
+    pub examples: usize,
+    pub median_seconds: f64,
+    pub coalition_examples_per_second: f64,
+    /// FLOPs actually needed (shared part once per example, the rest per coalition-example).
+    pub gflops_per_second: f64,
+}
+
+pub fn measure(case: &Case, backend: BackendChoice, m: Option<usize>, b: Option<usize>, reps: usize) -> Result<Measurement> {
+    let players = resolve_players(&case.graph, &case.data, &case.players, Baseline::Zero)?;
+    let nodes: Vec<usize> = players.layers().iter().map(|l| l.node).collect();
+    let (shared, dependent) = split_flops(&case.graph, &nodes);
+    // Default size: about 2 GFLOPs of dependent work per batch.
+    let budget = (2e9 / dependent.max(1) as f64).max(1.0) as usize;
+    let examples = b.unwrap_or_else(|| budget.clamp(1, 128)).min(case.data.len());
+    let coalitions = m.unwrap_or_else(|| (budget / examples).clamp(1, 1000));
+    let n = players.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut masks = MaskBatch::new(n);
+    for _ in 0..coalitions {
+        let row: Vec<bool> = (0..n).map(|_| rng.random_bool(0.5)).collect();
+        masks.push_bools(&row);
+    }
+    let subset: Vec<u32> = (0..examples as u32).collect();
+    let job = EvalJob {
+        graph: Arc::new(case.graph.clone()),
+        players,
+        data: Arc::new(case.data.clone()),
+        metric: Metric::Accuracy,
+    };
+    let mut ev = make_backend(backend)?.prepare(job)?;
+    let info = ev.info();
+    ev.evaluate(Examples::Subset(&subset), &masks)?; // warm-up: caches, pipelines
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        ev.evaluate(Examples::Subset(&subset), &masks)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let ce = (coalitions * examples) as f64;
+    let flops = shared as f64 * examples as f64 + dependent as f64 * ce;
+    Ok(Measurement {
+        model: case.name.clone(),
+        backend: info.backend,
+        device: info.device,
+        coalitions,
+        examples,
+        median_seconds: median,
+        coalition_examples_per_second: ce / median,
+        gflops_per_second: flops / median / 1e9,
+    })
+}
+
+pub fn execute(args: BenchArgs) -> Result<()> {
+    let backends: Vec<BackendChoice> = match args.backend.as_str() {
+        "both" => vec![BackendChoice::Cpu, BackendChoice::Gpu],
+        other => vec![other.parse().map_err(anyhow::Error::msg)?],
+    };
+    if !args.json {
+        println!(
+            "{:<14} {:<5} {:<34} {:>6} {:>5} {:>10} {:>14} {:>9}",
+            "model", "back", "device", "M", "B", "median s", "coal-ex/s", "GFLOP/s"
+        );
+    }
+    for name in &args.models {
+        let case = case(name)?;
+        for &backend in &backends {
+            match measure(&case, backend, args.coalitions, args.examples, args.reps) {
+                Ok(r) if args.json => println!("{}", serde_json::to_string(&r)?),
+                Ok(r) => println!(
+                    "{:<14} {:<5} {:<34} {:>6} {:>5} {:>10.4} {:>14.0} {:>9.2}",
+                    r.model,
+                    r.backend,
+                    r.device.chars().take(34).collect::<String>(),
+                    r.coalitions,
+                    r.examples,
+                    r.median_seconds,
+                    r.coalition_examples_per_second,
+                    r.gflops_per_second
+                ),
+                Err(e) => println!("{:<14} {:<5} unavailable: {e:#}", name, format!("{backend:?}").to_lowercase()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `nshap run`: estimate Shapley values, with progress, checkpoints and resume.
+
+use crate::output::{values_csv, write_atomic};
+use crate::prepare::{Prepared, RunSpec};
+use crate::progress::Reporter;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nshap::estimate::{AnyEstimator, Estimator};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: RunSpec,
+    /// Output directory (values.csv, report.json, checkpoints).
+    #[arg(long, default_value = "nshap-out")]
+    pub out: PathBuf,
+    /// Continue the run saved in this directory (its run.json fixes every other option).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seconds between checkpoints (also saved on Ctrl-C and at the end).
+    #[arg(long, default_value_t = 2.0)]
+    pub checkpoint_secs: f64,
+}
+
+/// run.json: the run's spec and the digests of what it read.
+#[derive(Serialize, Deserialize)]
+pub struct RunRecord {
+    pub spec: RunSpec,
+    pub model_digest: String,
+    pub data_digest: String,
+}
+
+pub const RUN_FILE: &str = "run.json";
+pub const STATE_FILE: &str = "state.json";
+
+pub fn read_record(dir: &Path) -> Result<RunRecord> {
+    let path = dir.join(RUN_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a run directory (no {RUN_FILE})", dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: malformed", path.display()))
+}
+
+pub fn execute(args: RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let (spec, out, state) = match &args.resume {
+        Some(dir) => {
+            let record = read_record(dir)?;
+            let state = std::fs::read(dir.join(STATE_FILE))
+                .with_context(|| format!("{}: no checkpoint to resume from", dir.join(STATE_FILE).display()))?;
+            (record.spec, dir.clone(), Some((state, record.model_digest, record.data_digest)))
+        }
+        None => {
+            let mut spec = args.spec.clone();
+            let demo = spec.apply_demo_defaults()?;
+            if demo {
+                eprintln!("no model given: running the demo on the shipped digits CNN (assets/digits-cnn), players {}", spec.players.join(","));
+            }
+            if args.out.join(STATE_FILE).exists() && !(args.overwrite || demo) {
+                bail!(
+                    "{} already holds a run; continue it with --resume {0}, or pass --overwrite",
+                    args.out.display()
+                );
+            }
+            (spec, args.out.clone(), None)
+        }
+    };
+    let mut prepared = spec.prepare()?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut estimator = match state {
+        Some((bytes, model_digest, data_digest)) => {
+            if model_digest != prepared.model_digest || data_digest != prepared.data_digest {
+                bail!("the model or data files changed since the run in {} started; cannot resume", out.display());
+            }
+            AnyEstimator::from_state(&bytes).context("reading the checkpoint")?
+        }
+        None => {
+            let record = RunRecord {
+                spec: spec.clone(),
+                model_digest: prepared.model_digest.clone(),
+                data_digest: prepared.data_digest.clone(),
+            };
+            write_atomic(&out.join(RUN_FILE), serde_json::to_string_pretty(&record)?.as_bytes())?;
+            let _ = std::fs::remove_file(out.join("values.csv"));
+            AnyEstimator::new(prepared.method, &prepared.options, prepared.players.len(), spec.seed)?
+        }
+    };
+    eprintln!(
+        "{}: {} players in {}, {} examples, method {}, metric {}, backend {} ({})",
+        prepared.model_description,
+        prepared.players.len(),
+        spec.players.join(","),
+        prepared.data.len(),
+        prepared.method,
+        prepared.metric.name(),
+        prepared.info.backend,
+        prepared.info.device
+    );
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second Ctrl-C while saving would be ignored; kill -9 is covered by the checkpoints.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut reporter = Reporter::new(spec.budget, &prepared.players);
+    let mut last_save = Instant::now();
+    let save = |est: &AnyEstimator| write_atomic(&out.join(STATE_FILE), &est.save_state());
+    while !estimator.is_done() {
+        let progress = estimator.step(&mut prepared.game).map_err(|e| anyhow::anyhow!("evaluation failed: {e}"))?;
+        reporter.update(&progress);
+        if interrupted.load(Ordering::SeqCst) {
+            save(&estimator)?;
+            reporter.finish();
+            bail!("interrupted: state saved; continue with: nshap run --resume {}", out.display());
+        }
+        if last_save.elapsed() >= Duration::from_secs_f64(args.checkpoint_secs) {
+            save(&estimator)?;
+            last_save = Instant::now();
+        }
+    }
+    save(&estimator)?;
+    reporter.finish();
+    let estimates = estimator.result();
+    write_atomic(&out.join("values.csv"), values_csv(&estimates, &prepared.players).as_bytes())?;
+    let report = crate::commands::report::build_report(&spec, &prepared, &estimates, started.elapsed());
+    write_atomic(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    print_top(&prepared, &estimates, spec.top_k);
+    eprintln!("wrote {}/values.csv and report.json", out.display());
+    Ok(())
+}
+
+fn print_top(prepared: &Prepared, estimates: &nshap::estimate::Estimates, k: usize) {
+    let d = &estimates.diagnostics;
+    println!(
+        "{} evaluations, v(all) = {}, v(none) = {}",
+        d.evaluations,
+        d.grand_value.map_or("-".into(), |v| format!("{v:.4}")),
+        d.empty_value.map_or("-".into(), |v| format!("{v:.4}"))
+    );
+    println!("top {k} players by Shapley value ({}):", prepared.metric.name());
+    println!("{:>4}  {:<16} {:>9} {:>9}  {:>21}", "rank", "player", "value", "stderr", "95% interval");
+    for (rank, i) in estimates.top_k(k).into_iter().enumerate() {
+        let p = &estimates.players[i];
+        let (node, ch) = prepared.players.label(i);
+        println!(
+            "{:>4}  {:<16} {:>9.4} {:>9.4}  [{:>8.4}, {:>8.4}]",
+            rank + 1,
+            format!("{node}#{ch}"),
+            p.value,
+            p.stderr,
+            p.ci_low,
+            p.ci_high
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The `nshap` command.
+
+mod commands;
+mod model_args;
+mod output;
+mod plot;
+mod prepare;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// Neuron Shapley: which neurons of a trained network carry its performance.
+#[derive(Parser, Debug)]
+#[command(name = "nshap", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a model: nodes, shapes, players, parameters, FLOPs, full-network metrics.
+    Inspect(commands::inspect::InspectArgs),
+    /// Estimate Shapley values of neurons (with no model arguments: the shipped demo).
+    Run(Box<commands::run::RunArgs>),
+    /// Metric after removing the top-k players, vs leave-one-out, random and bottom-k orders.
+    Ablate(commands::ablate::AblateArgs),
+    /// Summarise a run directory and draw per-layer values.
+    Report(commands::report::ReportArgs),
+    /// List GPU adapters.
+    Devices,
+    /// Masked forward throughput, CPU and GPU side by side.
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::execute(a),
+        Command::Run(a) => commands::run::execute(*a),
+        Command::Ablate(a) => commands::ablate::execute(a),
+        Command::Report(a) => commands::report::execute(a),
+        Command::Devices => commands::devices::execute(),
+        Command::Bench(a) => commands::bench::execute(a),
+    };
+    if let Err(e) = result {
+        // One line: the error and its causes, never a backtrace.
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(2);
+    }
+}

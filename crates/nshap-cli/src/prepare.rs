@@ -1,0 +1,146 @@
+//! From run arguments to a ready game: load, validate, resolve players, pick the backend.
+
+use crate::model_args::{demo_dir, DataArgs, ModelArgs};
+use anyhow::{bail, Context, Result};
+use nshap::estimate::{CommonOptions, Method};
+use nshap::model::{Baseline, BackendInfo, EvalJob, EvalSet, Graph, Metric, Players};
+use nshap::{make_backend, resolve_players, BackendChoice, NetworkGame};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What a run is: everything needed to redo it (stored as run.json).
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunSpec {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Player layers: node names, comma-separated (their channels/features are the players).
+    #[arg(long, value_delimiter = ',', value_name = "NODE[,NODE...]")]
+    pub players: Vec<String>,
+    /// What a removed player outputs: zero, mean (its mean activation), or reference (the
+    /// published code's removal: a BN channel outputs beta).
+    #[arg(long, default_value = "zero")]
+    pub baseline: String,
+    /// Estimator: exact, permutation, tmab, cmcs, loo.
+    #[arg(long, default_value = "tmab")]
+    pub method: String,
+    /// Metric: accuracy, neg_loss, class_accuracy:<c>.
+    #[arg(long, default_value = "accuracy")]
+    pub metric: String,
+    /// How many top players to identify.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Most coalition evaluations to spend.
+    #[arg(long, default_value_t = 200_000)]
+    pub budget: u64,
+    /// Evaluate each coalition on a fresh random subset of this many examples (the same subset
+    /// for both sides of a marginal contribution). Default: all examples.
+    #[arg(long)]
+    pub examples_per_eval: Option<usize>,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Failure probability of the top-k stopping rules.
+    #[arg(long, default_value_t = 0.2)]
+    pub delta: f64,
+    /// Tolerance at the top-k boundary.
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon: f64,
+    /// Truncation: a permutation walk stops after more than 5 steps within this of chance level.
+    #[arg(long, default_value_t = 0.2)]
+    pub truncation_tolerance: f64,
+    /// Coalitions per game call.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+}
+
+/// A run ready to go.
+pub struct Prepared {
+    pub graph: Arc<Graph>,
+    pub data: Arc<EvalSet>,
+    pub players: Players,
+    pub metric: Metric,
+    pub method: Method,
+    pub options: CommonOptions,
+    pub game: NetworkGame,
+    pub info: BackendInfo,
+    pub model_digest: String,
+    pub data_digest: String,
+    pub model_description: String,
+}
+
+impl RunSpec {
+    /// Fill in the shipped demo when no model was given. Returns true if it did.
+    pub fn apply_demo_defaults(&mut self) -> Result<bool> {
+        if !self.model.is_empty() || self.data.data.is_some() {
+            return Ok(false);
+        }
+        let dir = demo_dir()?;
+        self.model.model = Some(dir.join("model.json"));
+        self.model.weights = Some(dir.join("weights.safetensors"));
+        self.data.data = Some(dir.join("eval.safetensors"));
+        if self.players.is_empty() {
+            self.players = vec!["relu2".into()];
+        }
+        Ok(true)
+    }
+
+    pub fn prepare(&self) -> Result<Prepared> {
+        let model = self.model.load()?;
+        let (data, data_digest) = self.data.load(&model.graph)?;
+        let graph = model.graph;
+        if self.players.is_empty() {
+            bail!("--players is required: name one or more nodes, e.g. --players relu2");
+        }
+        let baseline: Baseline = self.baseline.parse().map_err(anyhow::Error::msg)?;
+        let metric = Metric::parse(&self.metric, graph.num_classes()).map_err(anyhow::Error::msg)?;
+        if let Metric::ClassAccuracy(c) = metric {
+            if !data.labels.contains(&c) {
+                bail!("--metric {}: the eval set has no example of class {c}", self.metric);
+            }
+        }
+        let method: Method = self.method.parse().map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+        let backend: BackendChoice = self.backend.parse().map_err(anyhow::Error::msg)?;
+        let players = resolve_players(&graph, &data, &self.players, baseline)?;
+        let n = players.len();
+        if self.top_k == 0 || self.top_k > n {
+            bail!("--top-k {} must be between 1 and the number of players ({n})", self.top_k);
+        }
+        if let Some(0) = self.examples_per_eval {
+            bail!("--examples-per-eval must be positive");
+        }
+        let options = CommonOptions {
+            top_k: self.top_k,
+            budget: self.budget,
+            chance_level: Some(metric.chance_level(graph.num_classes())),
+            truncation_tolerance: self.truncation_tolerance,
+            value_range: metric.value_range(graph.num_classes()),
+            delta: self.delta,
+            epsilon: self.epsilon,
+            batch_size: self.batch_size,
+            ..CommonOptions::default()
+        };
+        let graph = Arc::new(graph);
+        let data = Arc::new(data);
+        let job = EvalJob { graph: graph.clone(), players: players.clone(), data: data.clone(), metric: metric.clone() };
+        let evaluator = make_backend(backend)?.prepare(job).context("preparing the backend")?;
+        let info = evaluator.info();
+        let game = NetworkGame::new(evaluator, n, data.len(), self.examples_per_eval, self.seed);
+        Ok(Prepared {
+            graph,
+            data,
+            players,
+            metric,
+            method,
+            options,
+            game,
+            info,
+            model_digest: model.digest,
+            data_digest,
+            model_description: model.description,
+        })
+    }
+}
