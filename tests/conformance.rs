@@ -84,3 +84,33 @@ fn example_subsets_match_the_full_set_rows() {
         }
     }
 }
+
+/// f16 and bf16 state_dicts load (converted to f32) and match PyTorch run on the rounded weights.
+#[test]
+fn half_precision_weights_match_pytorch() {
+    #[derive(serde::Deserialize)]
+    struct HalfCase {
+        name: String,
+        players: Vec<String>,
+        baseline: String,
+        file: String,
+        weights: String,
+    }
+    let dir = fixtures().join("cnn");
+    let cases: Vec<HalfCase> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("half_cases.json")).unwrap()).unwrap();
+    for hc in cases {
+        let graph = nshap::model::load_model(&dir.join("model.json"), &dir.join(&hc.weights)).unwrap();
+        let data = nshap::model::load_eval_set(&dir.join("data.safetensors"), &graph, &Default::default()).unwrap();
+        let spec = CaseSpec { name: hc.name.clone(), players: hc.players, baseline: hc.baseline, file: hc.file };
+        let case = load_case(&dir, &spec);
+        let players = players_with_baseline(&graph, &spec.players, &case.baseline);
+        for (name, backend) in backends() {
+            let job = EvalJob { graph: Arc::new(graph.clone()), players: players.clone(), data: Arc::new(data.clone()), metric: Metric::Accuracy };
+            let mut ev = backend.prepare(job).unwrap();
+            let logits = ev.logits(Examples::All, &case.masks).unwrap();
+            assert_close(&logits, &case.logits, 1e-4, 1e-4, &format!("{name}/{}", hc.name));
+            assert_eq!(ev.evaluate(Examples::All, &case.masks).unwrap(), case.accuracy, "{name}/{}", hc.name);
+        }
+    }
+}
