@@ -84,12 +84,13 @@ pub fn players_with_baseline(graph: &Graph, names: &[String], baseline: &[f32]) 
     Players::new(layers).unwrap()
 }
 
-/// Assert `got` is within `rel` relative tolerance of `want` (with an absolute floor).
+/// Assert `got` is within `rel` relative tolerance of `want`, relative to each value plus the
+/// tensor's largest magnitude (as `allclose` with `atol = rel * max|want|`), with an absolute floor.
 pub fn assert_close(got: &[f32], want: &[f32], rel: f32, floor: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(floor);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let tol = rel * w.abs().max(scale * 0.01).max(floor);
+        let tol = (rel * (w.abs() + scale)).max(floor);
         assert!((g - w).abs() <= tol, "{what}: element {i}: got {g}, want {w} (tol {tol})");
     }
 }
