@@ -1,16 +1,20 @@
-//! Building the GPU backend (kept apart so the rest of the facade does not depend on its API).
+//! Building the GPU backend.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use nshap_gpu::{GpuBackend, GpuOptions};
 use nshap_model::Backend;
 
 /// The GPU backend; with `hardware_only`, refuse software adapters (lavapipe): on such a
 /// machine the CPU backend is faster.
 pub fn gpu_backend(hardware_only: bool) -> Result<Box<dyn Backend>> {
-    let _ = hardware_only;
-    anyhow::bail!("the GPU backend is not built yet")
+    let gpu = GpuBackend::new(GpuOptions::default())?;
+    if hardware_only && gpu.is_cpu_adapter() {
+        bail!("the only adapter is a software one ({})", gpu.adapter_info().name);
+    }
+    Ok(Box::new(gpu))
 }
 
 /// Adapter descriptions for `nshap devices`.
 pub fn list_adapters() -> Vec<String> {
-    Vec::new()
+    nshap_gpu::list_adapters().iter().map(|a| a.to_string()).collect()
 }

@@ -25,7 +25,7 @@
 
 pub use nshap_cpu as cpu;
 pub use nshap_estimate as estimate;
-// pub use nshap_gpu as gpu; (enabled once the GPU crate lands)
+pub use nshap_gpu as gpu;
 pub use nshap_model as model;
 
 mod game;

@@ -17,8 +17,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// Input shape for --arch, as C,H,W.
-    #[arg(long, value_name = "C,H,W", default_value = "3,224,224", value_parser = parse_dims)]
-    pub input: Vec<usize>,
+    #[arg(long, value_name = "C,H,W", default_value = "3,224,224")]
+    pub input: String,
     /// Weights: a safetensors state_dict (f32, f16 or bf16).
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
@@ -55,6 +55,12 @@ pub struct LoadedModel {
 }
 
 impl ModelArgs {
+    /// The --input shape for --arch.
+    pub fn input_dims(&self) -> Result<[usize; 3]> {
+        let d = parse_dims(&self.input).map_err(|e| anyhow::anyhow!("--input: {e}"))?;
+        Ok([d[0], d[1], d[2]])
+    }
+
     pub fn is_empty(&self) -> bool {
         self.model.is_none() && self.arch.is_none() && self.weights.is_none()
     }
@@ -70,7 +76,7 @@ impl ModelArgs {
                 Ok(LoadedModel { graph, digest, description: format!("{} + {}", spec.display(), weights.display()) })
             }
             (None, Some(arch)) => {
-                let input = [self.input[0], self.input[1], self.input[2]];
+                let input = self.input_dims()?;
                 let (graph, _) = load_arch(arch, weights, input)?;
                 let mut digest = Sha256::new();
                 digest.update(format!("{arch}:{input:?}"));
@@ -78,7 +84,7 @@ impl ModelArgs {
                 Ok(LoadedModel {
                     graph,
                     digest: hex(&digest.finalize()),
-                    description: format!("--arch {arch} {} (input {:?})", weights.display(), self.input),
+                    description: format!("--arch {arch} {} (input {})", weights.display(), self.input),
                 })
             }
             (None, None) => bail!("give --model SPEC (or --arch resnet18|resnet34) with --weights"),

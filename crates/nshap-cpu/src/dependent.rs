@@ -2,9 +2,9 @@
 //! depends on the coalition, with the mask applied at each player node.
 
 use crate::ops;
-use crate::plan::Plan;
+use crate::plan::{LinearSuffix, Plan};
 use crate::shared::{gather_inputs, SharedCache};
-use nshap_model::{EvalSet, MaskBatch, Source};
+use nshap_model::{EvalSet, MaskBatch, Op, Source};
 
 /// One work item: coalitions `coalitions` of `masks` on cache rows `rows`.
 pub struct Item<'a> {
@@ -24,6 +24,9 @@ pub fn run_item(
     item: &Item<'_>,
     mut sink: impl FnMut(usize, usize, &[f32]),
 ) {
+    if let Some(suffix) = &plan.linear_suffix {
+        return run_linear_suffix(plan, suffix, cache, masks, item, sink);
+    }
     let g = &plan.graph;
     let e = item.rows.len();
     let cm = item.coalitions.len();
@@ -66,7 +69,7 @@ pub fn run_item(
             out
         };
         if let Some(layer) = plan.players.layer_of_node(i) {
-            apply_mask(plan, layer, masks, item, numel, node.shape.spatial(), &mut out);
+            apply_mask(plan, layer, masks, item, numel, &mut out);
         }
         bufs[i] = Some(out);
         for s in &node.inputs {
@@ -95,10 +98,11 @@ fn apply_mask(
     masks: &MaskBatch,
     item: &Item<'_>,
     numel: usize,
-    spatial: usize,
     out: &mut [f32],
 ) {
     let pl = &plan.players.layers()[layer];
+    // A channel's block: H*W for images; after a pushed-down flatten, its H*W features.
+    let spatial = numel / pl.channels();
     let offset = plan.players.offset(layer);
     let e = item.rows.len();
     for (m, coalition) in item.coalitions.clone().enumerate() {
@@ -111,6 +115,52 @@ fn apply_mask(
                 let at = (m * e + r) * numel + c * spatial;
                 out[at..at + spatial].fill(b);
             }
+        }
+    }
+}
+
+/// The linear-suffix fast path: per example, a table of each channel's contribution to the
+/// logits; per coalition-example, the sum of the present channels' rows.
+fn run_linear_suffix(
+    plan: &Plan,
+    suffix: &LinearSuffix,
+    cache: &SharedCache,
+    masks: &MaskBatch,
+    item: &Item<'_>,
+    mut sink: impl FnMut(usize, usize, &[f32]),
+) {
+    let layer = &plan.players.layers()[0];
+    let channels = layer.channels();
+    let Op::Linear(lin) = &plan.graph.nodes[suffix.linear_node].op else { unreachable!() };
+    let classes = lin.out_features;
+    let block = lin.in_features / channels;
+    let x = cache.gather(plan, suffix.player_node, item.rows);
+    // table[r][c][o] = W[o, block c] . (x_r[block c] - b_c)
+    let mut table = vec![0.0f32; item.rows.len() * channels * classes];
+    for (r, xr) in x.chunks_exact(lin.in_features).enumerate() {
+        for c in 0..channels {
+            let xs = &xr[c * block..(c + 1) * block];
+            let b = layer.baseline[c];
+            let t = &mut table[(r * channels + c) * classes..][..classes];
+            for (o, to) in t.iter_mut().enumerate() {
+                let w = &lin.weight[o * lin.in_features + c * block..][..block];
+                *to = w.iter().zip(xs).map(|(w, x)| w * (x - b)).sum();
+            }
+        }
+    }
+    let mut logits = vec![0.0f32; classes];
+    let offset = plan.players.offset(0);
+    for coalition in item.coalitions.clone() {
+        let present: Vec<usize> = (0..channels).filter(|&c| masks.contains(coalition, offset + c)).collect();
+        for r in 0..item.rows.len() {
+            logits.copy_from_slice(&suffix.base_logits);
+            let tr = &table[r * channels * classes..(r + 1) * channels * classes];
+            for &c in &present {
+                for (l, t) in logits.iter_mut().zip(&tr[c * classes..(c + 1) * classes]) {
+                    *l += t;
+                }
+            }
+            sink(coalition, r, &logits);
         }
     }
 }

@@ -13,6 +13,7 @@ mod evaluator;
 mod means;
 pub mod ops;
 mod plan;
+mod pushdown;
 mod shared;
 
 pub use evaluator::{CpuEvaluator, CpuOptions};

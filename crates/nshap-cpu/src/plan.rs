@@ -5,7 +5,7 @@
 //! *boundary*: its unmasked value is shared too, and each coalition only applies its mask to it.
 
 use nshap_model::fold::fold_batchnorm;
-use nshap_model::{BackendError, Graph, Players, Source};
+use nshap_model::{BackendError, Graph, Op, Players, Source};
 
 pub struct Plan {
     pub graph: Graph,
@@ -20,11 +20,26 @@ pub struct Plan {
     pub max_dependent_numel: usize,
     /// Floats per example the shared cache keeps.
     pub retained_numel: usize,
+    /// Set when the only per-coalition work is one player layer feeding the output linear layer.
+    pub linear_suffix: Option<LinearSuffix>,
+}
+
+/// The output is `linear(mask(x))`: logits = `W b_full + bias + sum over present channels c of
+/// W[:, c] (x_c - b_c)`, so a coalition costs (present channels x classes) adds per example
+/// given a per-example table of each channel's contribution.
+pub struct LinearSuffix {
+    /// The masked node (a boundary player, shared unmasked value).
+    pub player_node: usize,
+    /// The output node.
+    pub linear_node: usize,
+    /// `bias + W * baseline` (the logits when every player is absent).
+    pub base_logits: Vec<f32>,
 }
 
 impl Plan {
     pub fn new(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
         let (graph, players) = fold_batchnorm(graph, players);
+        let players = crate::pushdown::push_down(&graph, &players);
         let n = graph.nodes.len();
         let mut dependent = vec![false; n];
         let mut boundary = vec![false; n];
@@ -62,6 +77,35 @@ impl Plan {
             .max()
             .unwrap_or(1);
         let retained_numel = (0..n).filter(|&i| retained[i]).map(|i| graph.nodes[i].shape.numel()).sum();
-        Ok(Plan { graph, players, dependent, boundary, retained, last_use, max_dependent_numel, retained_numel })
+        let linear_suffix = linear_suffix(&graph, &players, &dependent, &boundary);
+        Ok(Plan {
+            graph,
+            players,
+            dependent,
+            boundary,
+            retained,
+            last_use,
+            max_dependent_numel,
+            retained_numel,
+            linear_suffix,
+        })
     }
+}
+
+fn linear_suffix(graph: &Graph, players: &Players, dependent: &[bool], boundary: &[bool]) -> Option<LinearSuffix> {
+    let [layer] = players.layers() else { return None };
+    let last = graph.nodes.len() - 1;
+    let Op::Linear(lin) = &graph.nodes[last].op else { return None };
+    let p = layer.node;
+    let only_two = (0..graph.nodes.len()).filter(|&i| dependent[i]).eq([p, last]);
+    if !only_two || !boundary[p] || graph.nodes[last].inputs != [Source::Node(p)] {
+        return None;
+    }
+    let block = lin.in_features / layer.channels();
+    let mut base_logits = lin.bias.clone();
+    for (o, out) in base_logits.iter_mut().enumerate() {
+        let row = &lin.weight[o * lin.in_features..(o + 1) * lin.in_features];
+        *out += row.iter().enumerate().map(|(k, w)| w * layer.baseline[k / block]).sum::<f32>();
+    }
+    Some(LinearSuffix { player_node: p, linear_node: last, base_logits })
 }

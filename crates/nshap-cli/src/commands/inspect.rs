@@ -31,7 +31,7 @@ pub fn execute(args: InspectArgs) -> Result<()> {
     let g = &model.graph;
     if args.emit_spec {
         if let (Some(arch), Some(w)) = (&args.model.arch, &args.model.weights) {
-            let (_, spec) = nshap::model::load_arch(arch, w, [args.model.input[0], args.model.input[1], args.model.input[2]])?;
+            let (_, spec) = nshap::model::load_arch(arch, w, args.model.input_dims()?)?;
             println!("{}", spec.to_json_pretty());
             return Ok(());
         }

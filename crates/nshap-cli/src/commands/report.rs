@@ -69,13 +69,14 @@ pub fn execute(args: ReportArgs) -> Result<()> {
         }
     }
     println!("\ntop {} players:", args.top.min(rows.len()));
-    println!("{:>4}  {:<18} {:>9}  {:>21}  {:>8}  status", "rank", "player", "value", "95% interval", "samples");
+    println!("{:>4}  {:<18} {:>9} {:>8}  {:>21}  {:>8}  status", "rank", "player", "value", "stderr", "95% interval", "samples");
     for (rank, r) in rows.iter().take(args.top).enumerate() {
         println!(
-            "{:>4}  {:<18} {:>9.4}  [{:>8.4}, {:>8.4}]  {:>8}  {}",
+            "{:>4}  {:<18} {:>9.4} {:>8.4}  [{:>8.4}, {:>8.4}]  {:>8}  {}",
             rank + 1,
             format!("{}#{}", r.node, r.index),
             r.value,
+            r.stderr,
             r.ci_low,
             r.ci_high,
             r.samples,

@@ -1,0 +1,202 @@
+//! Per-dispatch parameters (the `Params` struct of `shaders/params.wgsl`) and workgroup counts.
+
+use crate::plan::{Plan, Step, StepOp, TensorId};
+use nshap_model::{Activation, Graph, Metric, Op, Shape};
+
+/// Mirror of the WGSL `Params` struct: 32 u32, 128 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub rows: u32,
+    pub in_rows0: u32,
+    pub in_rows1: u32,
+    pub grid_x: u32,
+    pub c_in: u32,
+    pub h_in: u32,
+    pub w_in: u32,
+    pub c_out: u32,
+    pub h_out: u32,
+    pub w_out: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub s_h: u32,
+    pub s_w: u32,
+    pub p_h: u32,
+    pub p_w: u32,
+    pub d_h: u32,
+    pub d_w: u32,
+    pub groups: u32,
+    pub act: u32,
+    pub mask_offset: u32,
+    pub mask_words: u32,
+    pub mask_row0: u32,
+    pub rows_per_coalition: u32,
+    pub mode: u32,
+    pub class_index: u32,
+    pub out_offset: u32,
+    pub label_offset: u32,
+    pub total: u32,
+    pub pad: [u32; 3],
+}
+
+const NO_MASK: u32 = u32::MAX;
+const MAX_GROUPS: u64 = 65_535;
+
+/// One kernel launch: its parameters and workgroup counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dispatch {
+    pub params: Params,
+    pub workgroups: [u32; 3],
+}
+
+/// The rows of one chunk: `examples` examples (the shared rows) and `coalitions` coalitions
+/// starting at coalition `mask_row0` of the request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChunkRows {
+    pub examples: u32,
+    pub coalitions: u32,
+    pub mask_row0: u32,
+    pub mask_words: u32,
+}
+
+impl ChunkRows {
+    fn of(&self, plan: &Plan, t: TensorId) -> u32 {
+        if plan.tensors[t].shared {
+            self.examples
+        } else {
+            self.examples * self.coalitions
+        }
+    }
+}
+
+fn dims(shape: Shape) -> (u32, u32, u32) {
+    match shape {
+        Shape::Features(f) => (f as u32, 1, 1),
+        Shape::Image { c, h, w } => (c as u32, h as u32, w as u32),
+    }
+}
+
+fn act_code(act: Option<Activation>) -> u32 {
+    match act {
+        None => 0,
+        Some(Activation::Relu) => 1,
+        Some(Activation::Gelu) => 2,
+        Some(Activation::Sigmoid) => 3,
+        Some(Activation::Tanh) => 4,
+    }
+}
+
+/// Workgroup counts for `count` workgroups of a flat kernel, as a 2-D grid within 65,535 a side.
+fn flat_grid(count: u64) -> (u32, [u32; 3]) {
+    let count = count.max(1);
+    let x = count.min(MAX_GROUPS);
+    (x as u32, [x as u32, count.div_ceil(x) as u32, 1])
+}
+
+/// The dispatch of `step` for one chunk.
+pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: ChunkRows) -> Dispatch {
+    let out = &plan.tensors[step.output];
+    let rows = chunk.of(plan, step.output);
+    let (c_in, h_in, w_in) = dims(plan.tensors[step.inputs[0]].shape);
+    let (c_out, h_out, w_out) = dims(out.shape);
+    let mut p = Params {
+        rows,
+        in_rows0: chunk.of(plan, step.inputs[0]),
+        in_rows1: step.inputs.get(1).map_or(1, |&t| chunk.of(plan, t)),
+        c_in,
+        h_in,
+        w_in,
+        c_out,
+        h_out,
+        w_out,
+        k_h: 1,
+        k_w: 1,
+        s_h: 1,
+        s_w: 1,
+        d_h: 1,
+        d_w: 1,
+        groups: 1,
+        act: act_code(step.act),
+        mask_offset: step.mask.map_or(NO_MASK, |m| m as u32),
+        mask_words: chunk.mask_words,
+        mask_row0: chunk.mask_row0,
+        rows_per_coalition: chunk.examples.max(1),
+        total: rows * out.shape.numel() as u32,
+        ..Params::default()
+    };
+    let flat = |p: &mut Params| {
+        let (grid_x, workgroups) = flat_grid(u64::from(p.total).div_ceil(256));
+        p.grid_x = grid_x;
+        workgroups
+    };
+    let workgroups = match &step.op {
+        StepOp::Linear { node } => {
+            let Op::Linear(l) = &graph.nodes[*node].op else {
+                unreachable!("plan maps linear nodes")
+            };
+            p.c_in = l.in_features as u32;
+            p.c_out = l.out_features as u32;
+            [p.c_out.div_ceil(64), rows.div_ceil(64), 1]
+        }
+        StepOp::Conv2d { node } => {
+            let Op::Conv2d(c) = &graph.nodes[*node].op else {
+                unreachable!("plan maps conv nodes")
+            };
+            (p.k_h, p.k_w) = (c.kernel.0 as u32, c.kernel.1 as u32);
+            (p.s_h, p.s_w) = (c.stride.0 as u32, c.stride.1 as u32);
+            (p.p_h, p.p_w) = (c.padding.0 as u32, c.padding.1 as u32);
+            (p.d_h, p.d_w) = (c.dilation.0 as u32, c.dilation.1 as u32);
+            p.groups = c.groups as u32;
+            let tiles = (u64::from(rows) * u64::from(h_out * w_out))
+                .div_ceil(256)
+                .max(1);
+            let x = tiles.min(MAX_GROUPS);
+            p.grid_x = x as u32;
+            let oc_tiles = (c.out_channels / c.groups).div_ceil(16) as u32;
+            [x as u32, p.groups * oc_tiles, tiles.div_ceil(x) as u32]
+        }
+        StepOp::MaxPool(pool) | StepOp::AvgPool(pool) => {
+            (p.k_h, p.k_w) = (pool.kernel.0 as u32, pool.kernel.1 as u32);
+            (p.s_h, p.s_w) = (pool.stride.0 as u32, pool.stride.1 as u32);
+            (p.p_h, p.p_w) = (pool.padding.0 as u32, pool.padding.1 as u32);
+            p.mode = u32::from(matches!(step.op, StepOp::AvgPool(_)));
+            flat(&mut p)
+        }
+        StepOp::Affine { .. } | StepOp::Map | StepOp::Add | StepOp::GlobalAvgPool => flat(&mut p),
+    };
+    Dispatch {
+        params: p,
+        workgroups,
+    }
+}
+
+/// The metric reduction of one chunk: sums land at `results[out_offset + m]`.
+pub(crate) fn metric_dispatch(
+    plan: &Plan,
+    metric: &Metric,
+    classes: usize,
+    chunk: ChunkRows,
+    out_offset: u32,
+    label_offset: u32,
+) -> Dispatch {
+    let (mode, class_index) = match metric {
+        Metric::NegLoss => (1, 0),
+        Metric::ClassAccuracy(c) => (2, *c),
+        _ => (0, 0),
+    };
+    let (grid_x, workgroups) = flat_grid(u64::from(chunk.coalitions));
+    let params = Params {
+        rows: chunk.coalitions,
+        in_rows0: chunk.of(plan, plan.logits),
+        grid_x,
+        c_out: classes as u32,
+        rows_per_coalition: chunk.examples,
+        mode,
+        class_index,
+        out_offset,
+        label_offset,
+        mask_offset: NO_MASK,
+        ..Params::default()
+    };
+    Dispatch { params, workgroups }
+}

@@ -1,0 +1,51 @@
+// The epilogue every producing kernel applies to each output value before storing it:
+// a fused activation (when the next graph node is an activation that only this node feeds),
+// then the coalition mask (when this node is a player node): a removed player's channel takes
+// its baseline constant, for every example and spatial position of that coalition.
+
+@group(0) @binding(5) var<storage, read> masks: array<u32>;
+@group(0) @binding(6) var<storage, read> baselines: array<f32>;
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf builtin.
+fn erf_approx(x: f32) -> f32 {
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+    return sign(x) * (1.0 - poly * exp(-a * a));
+}
+
+// 0 none, 1 relu, 2 gelu (exact erf form), 3 sigmoid, 4 tanh.
+fn activate(x: f32) -> f32 {
+    switch params.act {
+        case 1u: {
+            return max(x, 0.0);
+        }
+        case 2u: {
+            return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476));
+        }
+        case 3u: {
+            return 1.0 / (1.0 + exp(-x));
+        }
+        case 4u: {
+            // Clamped: some drivers compute tanh from exp and return NaN for large |x|.
+            return tanh(clamp(x, -15.0, 15.0));
+        }
+        default: {
+            return x;
+        }
+    }
+}
+
+fn epilogue(row: u32, channel: u32, x: f32) -> f32 {
+    let v = activate(x);
+    if params.mask_offset == NO_MASK {
+        return v;
+    }
+    let coalition = params.mask_row0 + row / params.rows_per_coalition;
+    let player = params.mask_offset + channel;
+    let word = masks[coalition * params.mask_words + player / 32u];
+    if ((word >> (player % 32u)) & 1u) == 1u {
+        return v;
+    }
+    return baselines[player];
+}
