@@ -34,6 +34,10 @@ enum Command {
 }
 
 fn main() {
+    // The Vulkan loader complains on every start when this is unset (headless machines).
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::execute(a),

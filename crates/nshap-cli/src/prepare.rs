@@ -88,6 +88,15 @@ impl RunSpec {
         Ok(true)
     }
 
+    /// Make file paths absolute so the run can be resumed or ablated from any directory.
+    pub fn absolutize(&mut self) {
+        for p in [&mut self.model.model, &mut self.model.weights, &mut self.data.data].into_iter().flatten() {
+            if let Ok(abs) = std::path::absolute(&*p) {
+                *p = abs;
+            }
+        }
+    }
+
     pub fn prepare(&self) -> Result<Prepared> {
         let model = self.model.load()?;
         let (data, data_digest) = self.data.load(&model.graph)?;

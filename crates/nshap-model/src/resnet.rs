@@ -138,7 +138,7 @@ pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, se
     let scale = (1.0 / inp as f32).sqrt();
     let fc: Vec<f32> = (0..classes * inp).map(|_| uniform() * scale).collect();
     tensors.push(("fc.weight".into(), vec![classes, inp], fc));
-    tensors.push(("fc.bias".into(), vec![classes], vec![0.0; classes]));
+    tensors.push(("fc.bias".into(), vec![classes], (0..classes).map(|i| 0.001 * (i % 5) as f32 - 0.002).collect()));
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))

@@ -60,6 +60,7 @@ pub fn execute(args: RunArgs) -> Result<()> {
         None => {
             let mut spec = args.spec.clone();
             let demo = spec.apply_demo_defaults()?;
+            spec.absolutize();
             if demo {
                 eprintln!("no model given: running the demo on the shipped digits CNN (assets/digits-cnn), players {}", spec.players.join(","));
             }
