@@ -32,7 +32,14 @@ impl NetworkGame {
         seed: u64,
     ) -> NetworkGame {
         let examples_per_eval = examples_per_eval.filter(|&k| k > 0 && k < n_examples);
-        NetworkGame { evaluator, n_players, n_examples, examples_per_eval, seed, coalition_examples: 0 }
+        NetworkGame {
+            evaluator,
+            n_players,
+            n_examples,
+            examples_per_eval,
+            seed,
+            coalition_examples: 0,
+        }
     }
 
     pub fn evaluator(&self) -> &dyn Evaluator {
@@ -48,8 +55,12 @@ impl NetworkGame {
     /// sides of a marginal contribution see the same examples (common random numbers).
     pub fn examples_of_draw(&self, draw: u64) -> Option<Vec<u32>> {
         let k = self.examples_per_eval?;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut idx: Vec<u32> = sample(&mut rng, self.n_examples, k).into_iter().map(|i| i as u32).collect();
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut idx: Vec<u32> = sample(&mut rng, self.n_examples, k)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
         idx.sort_unstable();
         Some(idx)
     }
@@ -88,7 +99,11 @@ impl Game for NetworkGame {
         // Group rows by the examples they must see: one backend call per group.
         let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in 0..batch.len() {
-            let key = if self.examples_per_eval.is_some() { batch.draw(r) } else { 0 };
+            let key = if self.examples_per_eval.is_some() {
+                batch.draw(r)
+            } else {
+                0
+            };
             groups.entry(key).or_default().push(r);
         }
         for (draw, rows) in groups {
@@ -96,7 +111,8 @@ impl Game for NetworkGame {
             let subset = self.examples_of_draw(draw);
             let examples = subset.as_deref().map_or(Examples::All, Examples::Subset);
             let out = self.evaluator.evaluate(examples, &masks)?;
-            self.coalition_examples += (rows.len() * subset.as_ref().map_or(self.n_examples, Vec::len)) as u64;
+            self.coalition_examples +=
+                (rows.len() * subset.as_ref().map_or(self.n_examples, Vec::len)) as u64;
             for (r, v) in rows.into_iter().zip(out) {
                 values[r] = v;
             }

@@ -9,12 +9,18 @@ use nshap_model::Backend;
 pub fn gpu_backend(hardware_only: bool) -> Result<Box<dyn Backend>> {
     let gpu = GpuBackend::new(GpuOptions::default())?;
     if hardware_only && gpu.is_cpu_adapter() {
-        bail!("the only adapter is a software one ({})", gpu.adapter_info().name);
+        bail!(
+            "the only adapter is a software one ({})",
+            gpu.adapter_info().name
+        );
     }
     Ok(Box::new(gpu))
 }
 
 /// Adapter descriptions for `nshap devices`.
 pub fn list_adapters() -> Vec<String> {
-    nshap_gpu::list_adapters().iter().map(|a| a.to_string()).collect()
+    nshap_gpu::list_adapters()
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
 }

@@ -34,13 +34,19 @@ pub fn make_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
         BackendChoice::Cpu => Ok(Box::new(CpuBackend::default())),
         BackendChoice::Gpu => crate::gpu_glue::gpu_backend(false).context("--backend gpu"),
         BackendChoice::Auto => {
-            Ok(crate::gpu_glue::gpu_backend(true).unwrap_or_else(|_| Box::new(CpuBackend::default())))
+            Ok(crate::gpu_glue::gpu_backend(true)
+                .unwrap_or_else(|_| Box::new(CpuBackend::default())))
         }
     }
 }
 
 /// Resolve player layer names and their baselines (`mean` runs the unmasked network once).
-pub fn resolve_players(graph: &Graph, data: &EvalSet, names: &[String], baseline: Baseline) -> Result<Players> {
+pub fn resolve_players(
+    graph: &Graph,
+    data: &EvalSet,
+    names: &[String],
+    baseline: Baseline,
+) -> Result<Players> {
     let nodes = find_player_nodes(graph, names)?;
     let means = match baseline {
         Baseline::Mean => Some(activation_means(graph, data, &nodes)),
@@ -55,9 +61,16 @@ pub fn resolve_players(graph: &Graph, data: &EvalSet, names: &[String], baseline
             Baseline::Reference => reference_baseline(graph, node)?,
         };
         if node + 1 == graph.nodes.len() {
-            bail!("node {:?} is the output layer; choose a hidden layer as players", graph.nodes[node].name);
+            bail!(
+                "node {:?} is the output layer; choose a hidden layer as players",
+                graph.nodes[node].name
+            );
         }
-        layers.push(PlayerLayer { node, name: graph.nodes[node].name.clone(), baseline: values });
+        layers.push(PlayerLayer {
+            node,
+            name: graph.nodes[node].name.clone(),
+            baseline: values,
+        });
     }
     Ok(Players::new(layers)?)
 }

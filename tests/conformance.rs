@@ -21,8 +21,15 @@ fn every_backend_matches_pytorch_on_every_fixture_case() {
                 let case = load_case(&dir, &spec);
                 let what = format!("{backend_name}/{model}/{}", spec.name);
                 let players = players_with_baseline(&graph, &spec.players, &case.baseline);
-                let job = |metric| EvalJob { graph: graph.clone(), players: players.clone(), data: data.clone(), metric };
-                let mut ev = backend.prepare(job(Metric::Accuracy)).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let job = |metric| EvalJob {
+                    graph: graph.clone(),
+                    players: players.clone(),
+                    data: data.clone(),
+                    metric,
+                };
+                let mut ev = backend
+                    .prepare(job(Metric::Accuracy))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
                 let logits = ev.logits(Examples::All, &case.masks).unwrap();
                 assert_close(&logits, &case.logits, 1e-4, 1e-4, &format!("{what} logits"));
                 let acc = ev.evaluate(Examples::All, &case.masks).unwrap();
@@ -30,10 +37,17 @@ fn every_backend_matches_pytorch_on_every_fixture_case() {
                 let mut ev = backend.prepare(job(Metric::NegLoss)).unwrap();
                 let nl = ev.evaluate(Examples::All, &case.masks).unwrap();
                 for (g, w) in nl.iter().zip(&case.neg_loss) {
-                    assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{what} neg_loss: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{what} neg_loss: {g} vs {w}"
+                    );
                 }
                 let mut ev = backend.prepare(job(Metric::ClassAccuracy(3))).unwrap();
-                assert_eq!(ev.evaluate(Examples::All, &case.masks).unwrap(), case.class_accuracy_3, "{what} class 3");
+                assert_eq!(
+                    ev.evaluate(Examples::All, &case.masks).unwrap(),
+                    case.class_accuracy_3,
+                    "{what} class 3"
+                );
             }
         }
     }
@@ -49,8 +63,18 @@ fn baselines_resolve_like_pytorch() {
             let case = load_case(&dir, &spec);
             let baseline = spec.baseline.parse().unwrap();
             let players = nshap::resolve_players(&graph, &data, &spec.players, baseline).unwrap();
-            let ours: Vec<f32> = players.layers().iter().flat_map(|l| l.baseline.clone()).collect();
-            assert_close(&ours, &case.baseline, 1e-4, 1e-5, &format!("{model}/{} baseline", spec.name));
+            let ours: Vec<f32> = players
+                .layers()
+                .iter()
+                .flat_map(|l| l.baseline.clone())
+                .collect();
+            assert_close(
+                &ours,
+                &case.baseline,
+                1e-4,
+                1e-5,
+                &format!("{model}/{} baseline", spec.name),
+            );
         }
     }
     // Reference removal needs a conv/BN producer: a pooling node is refused with a clear message.
@@ -71,7 +95,12 @@ fn example_subsets_match_the_full_set_rows() {
     let classes = graph.num_classes();
     let b = data.len();
     for (name, backend) in backends() {
-        let job = EvalJob { graph: Arc::new(graph.clone()), players: players.clone(), data: Arc::new(data.clone()), metric: Metric::Accuracy };
+        let job = EvalJob {
+            graph: Arc::new(graph.clone()),
+            players: players.clone(),
+            data: Arc::new(data.clone()),
+            metric: Metric::Accuracy,
+        };
         let mut ev = backend.prepare(job).unwrap();
         let subset: Vec<u32> = vec![5, 1, 9, 30];
         let got = ev.logits(Examples::Subset(&subset), &case.masks).unwrap();
@@ -98,19 +127,44 @@ fn half_precision_weights_match_pytorch() {
     }
     let dir = fixtures().join("cnn");
     let cases: Vec<HalfCase> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("half_cases.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("half_cases.json")).unwrap())
+            .unwrap();
     for hc in cases {
-        let graph = nshap::model::load_model(&dir.join("model.json"), &dir.join(&hc.weights)).unwrap();
-        let data = nshap::model::load_eval_set(&dir.join("data.safetensors"), &graph, &Default::default()).unwrap();
-        let spec = CaseSpec { name: hc.name.clone(), players: hc.players, baseline: hc.baseline, file: hc.file };
+        let graph =
+            nshap::model::load_model(&dir.join("model.json"), &dir.join(&hc.weights)).unwrap();
+        let data =
+            nshap::model::load_eval_set(&dir.join("data.safetensors"), &graph, &Default::default())
+                .unwrap();
+        let spec = CaseSpec {
+            name: hc.name.clone(),
+            players: hc.players,
+            baseline: hc.baseline,
+            file: hc.file,
+        };
         let case = load_case(&dir, &spec);
         let players = players_with_baseline(&graph, &spec.players, &case.baseline);
         for (name, backend) in backends() {
-            let job = EvalJob { graph: Arc::new(graph.clone()), players: players.clone(), data: Arc::new(data.clone()), metric: Metric::Accuracy };
+            let job = EvalJob {
+                graph: Arc::new(graph.clone()),
+                players: players.clone(),
+                data: Arc::new(data.clone()),
+                metric: Metric::Accuracy,
+            };
             let mut ev = backend.prepare(job).unwrap();
             let logits = ev.logits(Examples::All, &case.masks).unwrap();
-            assert_close(&logits, &case.logits, 1e-4, 1e-4, &format!("{name}/{}", hc.name));
-            assert_eq!(ev.evaluate(Examples::All, &case.masks).unwrap(), case.accuracy, "{name}/{}", hc.name);
+            assert_close(
+                &logits,
+                &case.logits,
+                1e-4,
+                1e-4,
+                &format!("{name}/{}", hc.name),
+            );
+            assert_eq!(
+                ev.evaluate(Examples::All, &case.masks).unwrap(),
+                case.accuracy,
+                "{name}/{}",
+                hc.name
+            );
         }
     }
 }

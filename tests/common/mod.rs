@@ -47,7 +47,10 @@ fn raw(file: &TensorFile, name: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
 fn f64s(file: &TensorFile, name: &str) -> Vec<f64> {
     let (dtype, _, bytes) = raw(file, name);
     assert_eq!(dtype, Dtype::F64, "{name}");
-    bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn load_case(dir: &Path, spec: &CaseSpec) -> Case {
@@ -77,7 +80,11 @@ pub fn players_with_baseline(graph: &Graph, names: &[String], baseline: &[f32]) 
     for name in names {
         let node = graph.find(name).unwrap_or_else(|| panic!("node {name}"));
         let c = graph.nodes[node].shape.channels();
-        layers.push(PlayerLayer { node, name: name.clone(), baseline: baseline[at..at + c].to_vec() });
+        layers.push(PlayerLayer {
+            node,
+            name: name.clone(),
+            baseline: baseline[at..at + c].to_vec(),
+        });
         at += c;
     }
     assert_eq!(at, baseline.len());
@@ -91,7 +98,10 @@ pub fn assert_close(got: &[f32], want: &[f32], rel: f32, floor: f32, what: &str)
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let tol = (rel * (w.abs() + scale)).max(floor);
-        assert!((g - w).abs() <= tol, "{what}: element {i}: got {g}, want {w} (tol {tol})");
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: element {i}: got {g}, want {w} (tol {tol})"
+        );
     }
 }
 
@@ -99,14 +109,18 @@ pub fn assert_close(got: &[f32], want: &[f32], rel: f32, floor: f32, what: &str)
 pub fn load_fixture_model(dir: &Path) -> (Graph, EvalSet) {
     let weights = dir.join("weights.safetensors");
     let graph = if dir.join("model.json").exists() {
-        nshap::model::load_model(&dir.join("model.json"), &weights).unwrap_or_else(|e| panic!("{e}"))
+        nshap::model::load_model(&dir.join("model.json"), &weights)
+            .unwrap_or_else(|e| panic!("{e}"))
     } else {
         let file = TensorFile::open(&dir.join("data.safetensors")).unwrap();
         let shape = file.shape("inputs").unwrap();
-        nshap::model::load_arch("resnet18", &weights, [shape[1], shape[2], shape[3]]).unwrap_or_else(|e| panic!("{e}")).0
+        nshap::model::load_arch("resnet18", &weights, [shape[1], shape[2], shape[3]])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
     };
-    let data = nshap::model::load_eval_set(&dir.join("data.safetensors"), &graph, &Default::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let data =
+        nshap::model::load_eval_set(&dir.join("data.safetensors"), &graph, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
     (graph, data)
 }
 

@@ -5,7 +5,10 @@ use std::process::Command;
 
 fn run(cmd: &str, args: &[&str]) -> Result<()> {
     eprintln!("+ {cmd} {}", args.join(" "));
-    let status = Command::new(cmd).args(args).status().with_context(|| format!("starting {cmd}"))?;
+    let status = Command::new(cmd)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {cmd}"))?;
     if !status.success() {
         bail!("{cmd} {} failed ({status})", args.join(" "));
     }
@@ -18,13 +21,26 @@ fn main() -> Result<()> {
         // What CI checks, without installing system packages (see .ci/run for that).
         "ci" => {
             run("cargo", &["fmt", "--all", "--", "--check"])?;
-            run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            run(
+                "cargo",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?;
             run("cargo", &["test", "--workspace"])
         }
         // Criterion benches, then the CLI's side-by-side table and the PyTorch baseline.
         "bench" => {
             run("cargo", &["bench", "--bench", "masked_eval"])?;
-            run("cargo", &["run", "--release", "--bin", "nshap", "--", "bench"])?;
+            run(
+                "cargo",
+                &["run", "--release", "--bin", "nshap", "--", "bench"],
+            )?;
             run("python3", &["benches/pytorch/masked_cnn.py"])
         }
         // Retrain and re-export the shipped models (needs PyTorch and scikit-learn).

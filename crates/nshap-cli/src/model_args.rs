@@ -42,7 +42,9 @@ pub fn parse_dims(text: &str) -> Result<Vec<usize>, String> {
     let dims: Result<Vec<usize>, _> = text.split(',').map(|d| d.trim().parse::<usize>()).collect();
     match dims {
         Ok(d) if d.len() == 3 && d.iter().all(|&x| x > 0) => Ok(d),
-        _ => Err(format!("expected C,H,W with three positive integers, found {text:?}")),
+        _ => Err(format!(
+            "expected C,H,W with three positive integers, found {text:?}"
+        )),
     }
 }
 
@@ -73,7 +75,11 @@ impl ModelArgs {
             (Some(spec), None) => {
                 let graph = load_model(spec, weights)?;
                 let digest = digest_files(&[spec, weights])?;
-                Ok(LoadedModel { graph, digest, description: format!("{} + {}", spec.display(), weights.display()) })
+                Ok(LoadedModel {
+                    graph,
+                    digest,
+                    description: format!("{} + {}", spec.display(), weights.display()),
+                })
             }
             (None, Some(arch)) => {
                 let input = self.input_dims()?;
@@ -84,7 +90,11 @@ impl ModelArgs {
                 Ok(LoadedModel {
                     graph,
                     digest: hex(&digest.finalize()),
-                    description: format!("--arch {arch} {} (input {})", weights.display(), self.input),
+                    description: format!(
+                        "--arch {arch} {} (input {})",
+                        weights.display(),
+                        self.input
+                    ),
                 })
             }
             (None, None) => bail!("give --model SPEC (or --arch resnet18|resnet34) with --weights"),
@@ -95,7 +105,9 @@ impl ModelArgs {
 
 impl DataArgs {
     pub fn load(&self, graph: &Graph) -> Result<(EvalSet, String)> {
-        let Some(path) = &self.data else { bail!("--data is required (a safetensors eval set)") };
+        let Some(path) = &self.data else {
+            bail!("--data is required (a safetensors eval set)")
+        };
         let options = DataOptions {
             inputs: self.inputs_name.clone(),
             labels: self.labels_name.clone(),

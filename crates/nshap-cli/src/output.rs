@@ -13,7 +13,8 @@ pub const VALUES_HEADER: &str = "node,index,value,stderr,ci_low,ci_high,samples,
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 pub fn status_name(s: Status) -> &'static str {
@@ -27,7 +28,12 @@ pub fn status_name(s: Status) -> &'static str {
 /// values.csv: one row per player, sorted by value descending (player order on ties).
 pub fn values_csv(estimates: &Estimates, players: &Players) -> String {
     let mut order: Vec<usize> = (0..estimates.players.len()).collect();
-    order.sort_by(|&a, &b| estimates.players[b].value.total_cmp(&estimates.players[a].value).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        estimates.players[b]
+            .value
+            .total_cmp(&estimates.players[a].value)
+            .then(a.cmp(&b))
+    });
     let mut out = String::from(VALUES_HEADER);
     out.push('\n');
     for i in order {
@@ -61,7 +67,8 @@ pub struct ValueRow {
 }
 
 pub fn read_values(path: &Path) -> Result<Vec<ValueRow>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     if lines.next() != Some(VALUES_HEADER) {
         bail!("{}: expected the header {VALUES_HEADER:?}", path.display());
@@ -70,7 +77,8 @@ pub fn read_values(path: &Path) -> Result<Vec<ValueRow>> {
         .enumerate()
         .map(|(i, line)| {
             let f: Vec<&str> = line.split(',').collect();
-            let bad = || anyhow::anyhow!("{}: line {} is malformed: {line:?}", path.display(), i + 2);
+            let bad =
+                || anyhow::anyhow!("{}: line {} is malformed: {line:?}", path.display(), i + 2);
             if f.len() != 8 {
                 return Err(bad());
             }

@@ -3,7 +3,7 @@
 use crate::model_args::{demo_dir, DataArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use nshap::estimate::{CommonOptions, Method};
-use nshap::model::{Baseline, BackendInfo, EvalJob, EvalSet, Graph, Metric, Players};
+use nshap::model::{BackendInfo, Baseline, EvalJob, EvalSet, Graph, Metric, Players};
 use nshap::{make_backend, resolve_players, BackendChoice, NetworkGame};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -90,7 +90,14 @@ impl RunSpec {
 
     /// Make file paths absolute so the run can be resumed or ablated from any directory.
     pub fn absolutize(&mut self) {
-        for p in [&mut self.model.model, &mut self.model.weights, &mut self.data.data].into_iter().flatten() {
+        for p in [
+            &mut self.model.model,
+            &mut self.model.weights,
+            &mut self.data.data,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if let Ok(abs) = std::path::absolute(&*p) {
                 *p = abs;
             }
@@ -105,18 +112,28 @@ impl RunSpec {
             bail!("--players is required: name one or more nodes, e.g. --players relu2");
         }
         let baseline: Baseline = self.baseline.parse().map_err(anyhow::Error::msg)?;
-        let metric = Metric::parse(&self.metric, graph.num_classes()).map_err(anyhow::Error::msg)?;
+        let metric =
+            Metric::parse(&self.metric, graph.num_classes()).map_err(anyhow::Error::msg)?;
         if let Metric::ClassAccuracy(c) = metric {
             if !data.labels.contains(&c) {
-                bail!("--metric {}: the eval set has no example of class {c}", self.metric);
+                bail!(
+                    "--metric {}: the eval set has no example of class {c}",
+                    self.metric
+                );
             }
         }
-        let method: Method = self.method.parse().map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+        let method: Method = self
+            .method
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--method: {e}"))?;
         let backend: BackendChoice = self.backend.parse().map_err(anyhow::Error::msg)?;
         let players = resolve_players(&graph, &data, &self.players, baseline)?;
         let n = players.len();
         if self.top_k == 0 || self.top_k > n {
-            bail!("--top-k {} must be between 1 and the number of players ({n})", self.top_k);
+            bail!(
+                "--top-k {} must be between 1 and the number of players ({n})",
+                self.top_k
+            );
         }
         if let Some(0) = self.examples_per_eval {
             bail!("--examples-per-eval must be positive");
@@ -134,8 +151,15 @@ impl RunSpec {
         };
         let graph = Arc::new(graph);
         let data = Arc::new(data);
-        let job = EvalJob { graph: graph.clone(), players: players.clone(), data: data.clone(), metric: metric.clone() };
-        let evaluator = make_backend(backend)?.prepare(job).context("preparing the backend")?;
+        let job = EvalJob {
+            graph: graph.clone(),
+            players: players.clone(),
+            data: data.clone(),
+            metric: metric.clone(),
+        };
+        let evaluator = make_backend(backend)?
+            .prepare(job)
+            .context("preparing the backend")?;
         let info = evaluator.info();
         let game = NetworkGame::new(evaluator, n, data.len(), self.examples_per_eval, self.seed);
         Ok(Prepared {

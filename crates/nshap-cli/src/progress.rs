@@ -18,12 +18,19 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(budget);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} evals  {msg}  [{elapsed_precise}, ETA {eta}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} evals  {msg}  [{elapsed_precise}, ETA {eta}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
-        Reporter { bar, players: players.clone(), last_log: Instant::now(), started: Instant::now() }
+        Reporter {
+            bar,
+            players: players.clone(),
+            last_log: Instant::now(),
+            started: Instant::now(),
+        }
     }
 
     fn top(&self, p: &Progress) -> String {

@@ -48,7 +48,10 @@ pub fn run_item(
                 .map(|s| match *s {
                     Source::Node(j) if plan.dependent[j] => None,
                     Source::Node(j) => Some(cache.gather(plan, j, item.rows)),
-                    Source::Input => Some(gather_inputs(data, item.rows.iter().map(|&r| cache.examples[r]))),
+                    Source::Input => Some(gather_inputs(
+                        data,
+                        item.rows.iter().map(|&r| cache.examples[r]),
+                    )),
                 })
                 .collect();
             let mut inputs: Vec<&[f32]> = node
@@ -57,7 +60,9 @@ pub fn run_item(
                 .zip(&shared)
                 .map(|(s, sh)| match (s, sh) {
                     (_, Some(v)) => v.as_slice(),
-                    (Source::Node(j), None) => bufs[*j].as_deref().expect("dependent input computed"),
+                    (Source::Node(j), None) => {
+                        bufs[*j].as_deref().expect("dependent input computed")
+                    }
                     (Source::Input, None) => unreachable!(),
                 })
                 .collect();
@@ -131,7 +136,9 @@ fn run_linear_suffix(
 ) {
     let layer = &plan.players.layers()[0];
     let channels = layer.channels();
-    let Op::Linear(lin) = &plan.graph.nodes[suffix.linear_node].op else { unreachable!() };
+    let Op::Linear(lin) = &plan.graph.nodes[suffix.linear_node].op else {
+        unreachable!()
+    };
     let classes = lin.out_features;
     let block = lin.in_features / channels;
     let x = cache.gather(plan, suffix.player_node, item.rows);
@@ -151,7 +158,9 @@ fn run_linear_suffix(
     let mut logits = vec![0.0f32; classes];
     let offset = plan.players.offset(0);
     for coalition in item.coalitions.clone() {
-        let present: Vec<usize> = (0..channels).filter(|&c| masks.contains(coalition, offset + c)).collect();
+        let present: Vec<usize> = (0..channels)
+            .filter(|&c| masks.contains(coalition, offset + c))
+            .collect();
         for r in 0..item.rows.len() {
             logits.copy_from_slice(&suffix.base_logits);
             let tr = &table[r * channels * classes..(r + 1) * channels * classes];

@@ -23,7 +23,11 @@ pub struct CpuOptions {
 
 impl Default for CpuOptions {
     fn default() -> CpuOptions {
-        CpuOptions { threads: None, item_bytes: 64 << 20, cache_bytes: 2 << 30 }
+        CpuOptions {
+            threads: None,
+            item_bytes: 64 << 20,
+            cache_bytes: 2 << 30,
+        }
     }
 }
 
@@ -51,11 +55,19 @@ impl CpuEvaluator {
             )),
             None => None,
         };
-        Ok(CpuEvaluator { job, plan, options, pool, full_cache: None })
+        Ok(CpuEvaluator {
+            job,
+            plan,
+            options,
+            pool,
+            full_cache: None,
+        })
     }
 
     fn threads(&self) -> usize {
-        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
     }
 
     fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
@@ -84,7 +96,10 @@ impl CpuEvaluator {
                 };
                 let rows = (0..ids.len()).collect();
                 let (plan, data) = (&self.plan, &self.job.data);
-                (Some(self.in_pool(|| SharedCache::compute(plan, data, ids))), rows)
+                (
+                    Some(self.in_pool(|| SharedCache::compute(plan, data, ids))),
+                    rows,
+                )
             }
         }
     }
@@ -104,7 +119,11 @@ impl CpuEvaluator {
         let mut items = Vec::new();
         for c0 in (0..m).step_by(cm) {
             for (k, r) in rows.chunks(ex_chunk).enumerate() {
-                items.push(Item { coalitions: c0..(c0 + cm).min(m), rows: r, first: k * ex_chunk });
+                items.push(Item {
+                    coalitions: c0..(c0 + cm).min(m),
+                    rows: r,
+                    first: k * ex_chunk,
+                });
             }
         }
         items
@@ -115,18 +134,24 @@ impl CpuEvaluator {
         &mut self,
         examples: Examples<'_>,
         masks: &MaskBatch,
-        per_item: impl Fn(&Item<'_>, &[u32], &mut dyn FnMut(&mut dyn FnMut(usize, usize, &[f32]))) -> T + Sync,
+        per_item: impl Fn(&Item<'_>, &[u32], &mut dyn FnMut(&mut dyn FnMut(usize, usize, &[f32]))) -> T
+            + Sync,
     ) -> Result<(Vec<T>, usize), BackendError> {
         check_request(&self.job, examples, masks)?;
         let (own, rows) = self.prepare_cache(examples);
-        let cache = own.as_ref().or(self.full_cache.as_ref()).expect("a cache exists");
+        let cache = own
+            .as_ref()
+            .or(self.full_cache.as_ref())
+            .expect("a cache exists");
         let items = self.items(masks.len(), &rows);
         let (plan, data) = (&self.plan, &*self.job.data);
         let out = self.in_pool(|| {
             items
                 .par_iter()
                 .map(|item| {
-                    per_item(item, &cache.examples, &mut |sink| run_item(plan, cache, data, masks, item, sink))
+                    per_item(item, &cache.examples, &mut |sink| {
+                        run_item(plan, cache, data, masks, item, sink)
+                    })
                 })
                 .collect()
         });
@@ -136,10 +161,17 @@ impl CpuEvaluator {
 
 impl Evaluator for CpuEvaluator {
     fn info(&self) -> BackendInfo {
-        BackendInfo { backend: "cpu".into(), device: format!("{} threads", self.threads()) }
+        BackendInfo {
+            backend: "cpu".into(),
+            device: format!("{} threads", self.threads()),
+        }
     }
 
-    fn evaluate(&mut self, examples: Examples<'_>, masks: &MaskBatch) -> Result<Vec<f64>, BackendError> {
+    fn evaluate(
+        &mut self,
+        examples: Examples<'_>,
+        masks: &MaskBatch,
+    ) -> Result<Vec<f64>, BackendError> {
         let metric = self.job.metric.clone();
         let data = self.job.data.clone();
         let (parts, _) = self.run(examples, masks, |item, example_of, run| {
@@ -161,10 +193,17 @@ impl Evaluator for CpuEvaluator {
                 totals[start + k].1 += c;
             }
         }
-        Ok(totals.into_iter().map(|(s, c)| Metric::finish(s, c)).collect())
+        Ok(totals
+            .into_iter()
+            .map(|(s, c)| Metric::finish(s, c))
+            .collect())
     }
 
-    fn logits(&mut self, examples: Examples<'_>, masks: &MaskBatch) -> Result<Vec<f32>, BackendError> {
+    fn logits(
+        &mut self,
+        examples: Examples<'_>,
+        masks: &MaskBatch,
+    ) -> Result<Vec<f32>, BackendError> {
         let classes = self.plan.graph.num_classes();
         let (parts, b) = self.run(examples, masks, |item, _, run| {
             let mut out = Vec::new();

@@ -13,7 +13,9 @@ pub fn activation_means(graph: &Graph, data: &EvalSet, nodes: &[usize]) -> Vec<V
         .map(|chunk| {
             let rows = chunk.len();
             let mut input = Vec::with_capacity(rows * graph.input.numel());
-            chunk.iter().for_each(|&e| input.extend_from_slice(data.example(e)));
+            chunk
+                .iter()
+                .for_each(|&e| input.extend_from_slice(data.example(e)));
             let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(graph.nodes.len());
             for node in &graph.nodes {
                 let mut out = vec![0.0; rows * node.shape.numel()];

@@ -44,8 +44,10 @@ impl Plan {
         let mut dependent = vec![false; n];
         let mut boundary = vec![false; n];
         for (i, node) in graph.nodes.iter().enumerate() {
-            let reads_dependent =
-                node.inputs.iter().any(|s| matches!(s, Source::Node(j) if dependent[*j]));
+            let reads_dependent = node
+                .inputs
+                .iter()
+                .any(|s| matches!(s, Source::Node(j) if dependent[*j]));
             let is_player = players.layer_of_node(i).is_some();
             dependent[i] = is_player || reads_dependent;
             boundary[i] = is_player && !reads_dependent;
@@ -76,7 +78,10 @@ impl Plan {
             .map(|i| graph.nodes[i].shape.numel())
             .max()
             .unwrap_or(1);
-        let retained_numel = (0..n).filter(|&i| retained[i]).map(|i| graph.nodes[i].shape.numel()).sum();
+        let retained_numel = (0..n)
+            .filter(|&i| retained[i])
+            .map(|i| graph.nodes[i].shape.numel())
+            .sum();
         let linear_suffix = linear_suffix(&graph, &players, &dependent, &boundary);
         Ok(Plan {
             graph,
@@ -92,12 +97,23 @@ impl Plan {
     }
 }
 
-fn linear_suffix(graph: &Graph, players: &Players, dependent: &[bool], boundary: &[bool]) -> Option<LinearSuffix> {
-    let [layer] = players.layers() else { return None };
+fn linear_suffix(
+    graph: &Graph,
+    players: &Players,
+    dependent: &[bool],
+    boundary: &[bool],
+) -> Option<LinearSuffix> {
+    let [layer] = players.layers() else {
+        return None;
+    };
     let last = graph.nodes.len() - 1;
-    let Op::Linear(lin) = &graph.nodes[last].op else { return None };
+    let Op::Linear(lin) = &graph.nodes[last].op else {
+        return None;
+    };
     let p = layer.node;
-    let only_two = (0..graph.nodes.len()).filter(|&i| dependent[i]).eq([p, last]);
+    let only_two = (0..graph.nodes.len())
+        .filter(|&i| dependent[i])
+        .eq([p, last]);
     if !only_two || !boundary[p] || graph.nodes[last].inputs != [Source::Node(p)] {
         return None;
     }
@@ -105,7 +121,15 @@ fn linear_suffix(graph: &Graph, players: &Players, dependent: &[bool], boundary:
     let mut base_logits = lin.bias.clone();
     for (o, out) in base_logits.iter_mut().enumerate() {
         let row = &lin.weight[o * lin.in_features..(o + 1) * lin.in_features];
-        *out += row.iter().enumerate().map(|(k, w)| w * layer.baseline[k / block]).sum::<f32>();
+        *out += row
+            .iter()
+            .enumerate()
+            .map(|(k, w)| w * layer.baseline[k / block])
+            .sum::<f32>();
     }
-    Some(LinearSuffix { player_node: p, linear_node: last, base_logits })
+    Some(LinearSuffix {
+        player_node: p,
+        linear_node: last,
+        base_logits,
+    })
 }

@@ -11,9 +11,17 @@ use nshap_model::{Graph, Op, PlayerLayer, Players, Source};
 fn through(op: &Op, baseline: &[f32]) -> Option<Vec<f32>> {
     match op {
         Op::Activation(a) => Some(baseline.iter().map(|&b| a.apply(b)).collect()),
-        Op::BatchNorm(bn) => Some(baseline.iter().enumerate().map(|(c, &b)| b * bn.scale[c] + bn.shift[c]).collect()),
+        Op::BatchNorm(bn) => Some(
+            baseline
+                .iter()
+                .enumerate()
+                .map(|(c, &b)| b * bn.scale[c] + bn.shift[c])
+                .collect(),
+        ),
         // Max of a constant window is the constant (padding is -inf in max pooling).
-        Op::MaxPool2d(_) | Op::GlobalAvgPool | Op::Flatten | Op::Identity => Some(baseline.to_vec()),
+        Op::MaxPool2d(_) | Op::GlobalAvgPool | Op::Flatten | Op::Identity => {
+            Some(baseline.to_vec())
+        }
         // Average pooling counts zero padding, which would mix 0 into the constant.
         Op::AvgPool2d(p) if p.padding == (0, 0) => Some(baseline.to_vec()),
         _ => None,
@@ -43,7 +51,11 @@ pub fn push_down(graph: &Graph, players: &Players) -> Players {
                     None => break,
                 }
             }
-            PlayerLayer { node, name: layer.name.clone(), baseline }
+            PlayerLayer {
+                node,
+                name: layer.name.clone(),
+                baseline,
+            }
         })
         .collect();
     // Two layers can only meet if one was downstream of the other through channel-wise ops,

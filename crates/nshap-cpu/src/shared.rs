@@ -17,8 +17,10 @@ const CHUNK: usize = 32;
 
 impl SharedCache {
     pub fn compute(plan: &Plan, data: &EvalSet, examples: Vec<u32>) -> SharedCache {
-        let parts: Vec<Vec<Option<Vec<f32>>>> =
-            examples.par_chunks(CHUNK).map(|chunk| shared_rows(plan, data, chunk)).collect();
+        let parts: Vec<Vec<Option<Vec<f32>>>> = examples
+            .par_chunks(CHUNK)
+            .map(|chunk| shared_rows(plan, data, chunk))
+            .collect();
         let mut values: Vec<Option<Vec<f32>>> = vec![None; plan.graph.nodes.len()];
         for (i, v) in values.iter_mut().enumerate() {
             if plan.retained[i] {
@@ -36,7 +38,9 @@ impl SharedCache {
     /// Rows `rows` of a retained node, gathered into one buffer.
     pub fn gather(&self, plan: &Plan, node: usize, rows: &[usize]) -> Vec<f32> {
         let numel = plan.graph.nodes[node].shape.numel();
-        let src = self.values[node].as_deref().expect("retained node is cached");
+        let src = self.values[node]
+            .as_deref()
+            .expect("retained node is cached");
         let mut out = Vec::with_capacity(rows.len() * numel);
         for &r in rows {
             out.extend_from_slice(&src[r * numel..(r + 1) * numel]);
@@ -85,6 +89,9 @@ fn shared_rows(plan: &Plan, data: &EvalSet, examples: &[u32]) -> Vec<Option<Vec<
             }
         }
     }
-    bufs.iter_mut().enumerate().filter(|(i, _)| !plan.retained[*i]).for_each(|(_, b)| *b = None);
+    bufs.iter_mut()
+        .enumerate()
+        .filter(|(i, _)| !plan.retained[*i])
+        .for_each(|(_, b)| *b = None);
     bufs
 }

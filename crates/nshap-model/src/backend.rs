@@ -19,12 +19,20 @@ pub struct MaskBatch {
 
 impl MaskBatch {
     pub fn new(n_players: usize) -> MaskBatch {
-        MaskBatch { n_players, words_per_row: n_players.div_ceil(32).max(1), words: Vec::new() }
+        MaskBatch {
+            n_players,
+            words_per_row: n_players.div_ceil(32).max(1),
+            words: Vec::new(),
+        }
     }
 
     /// Append a coalition given as one bool per player.
     pub fn push_bools(&mut self, present: &[bool]) {
-        assert_eq!(present.len(), self.n_players, "coalition length must equal the player count");
+        assert_eq!(
+            present.len(),
+            self.n_players,
+            "coalition length must equal the player count"
+        );
         let start = self.words.len();
         self.words.resize(start + self.words_per_row, 0);
         for (p, _) in present.iter().enumerate().filter(|(_, &b)| b) {
@@ -34,7 +42,11 @@ impl MaskBatch {
 
     /// Append a coalition given as packed words (extra high bits are ignored).
     pub fn push_words(&mut self, row: &[u32]) {
-        assert_eq!(row.len(), self.words_per_row, "row must have words_per_row words");
+        assert_eq!(
+            row.len(),
+            self.words_per_row,
+            "row must have words_per_row words"
+        );
         self.words.extend_from_slice(row);
     }
 
@@ -77,7 +89,8 @@ impl MaskBatch {
         MaskBatch {
             n_players: self.n_players,
             words_per_row: self.words_per_row,
-            words: self.words[range.start * self.words_per_row..range.end * self.words_per_row].to_vec(),
+            words: self.words[range.start * self.words_per_row..range.end * self.words_per_row]
+                .to_vec(),
         }
     }
 }
@@ -138,14 +151,26 @@ pub trait Evaluator: Send {
     fn info(&self) -> BackendInfo;
 
     /// One metric value per row of `masks`, each computed on the same `examples`.
-    fn evaluate(&mut self, examples: Examples<'_>, masks: &MaskBatch) -> Result<Vec<f64>, BackendError>;
+    fn evaluate(
+        &mut self,
+        examples: Examples<'_>,
+        masks: &MaskBatch,
+    ) -> Result<Vec<f64>, BackendError>;
 
     /// Logits `[M, B, classes]` (row-major) for each coalition and example: for tests and tools.
-    fn logits(&mut self, examples: Examples<'_>, masks: &MaskBatch) -> Result<Vec<f32>, BackendError>;
+    fn logits(
+        &mut self,
+        examples: Examples<'_>,
+        masks: &MaskBatch,
+    ) -> Result<Vec<f32>, BackendError>;
 }
 
 /// Check a request against a job before running it (shared by both backends).
-pub fn check_request(job: &EvalJob, examples: Examples<'_>, masks: &MaskBatch) -> Result<(), BackendError> {
+pub fn check_request(
+    job: &EvalJob,
+    examples: Examples<'_>,
+    masks: &MaskBatch,
+) -> Result<(), BackendError> {
     if masks.n_players() != job.players.len() {
         return Err(BackendError::Invalid(format!(
             "coalitions have {} players, the job has {}",

@@ -18,7 +18,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Node { node: self.spec.name.clone(), op: self.spec.op.clone(), message: message.into() }
+        ModelError::Node {
+            node: self.spec.name.clone(),
+            op: self.spec.op.clone(),
+            message: message.into(),
+        }
     }
 
     fn field<T: Copy>(&self, value: Option<T>, field: &str) -> Result<T, ModelError> {
@@ -26,7 +30,9 @@ impl Ctx<'_> {
     }
 
     fn name<'b>(&self, value: &'b Option<String>, field: &str) -> Result<&'b str, ModelError> {
-        value.as_deref().ok_or_else(|| self.err(format!("missing field {field:?} (a tensor name)")))
+        value
+            .as_deref()
+            .ok_or_else(|| self.err(format!("missing field {field:?} (a tensor name)")))
     }
 
     fn image(&self, shape: Shape) -> Result<(usize, usize, usize), ModelError> {
@@ -46,7 +52,10 @@ impl Ctx<'_> {
 
 /// Build the graph. Unused tensors in the file are ignored (a state_dict holds buffers too).
 pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, ModelError> {
-    let spec_err = |message: String| ModelError::Spec { path: tensors.path().to_owned(), message };
+    let spec_err = |message: String| ModelError::Spec {
+        path: tensors.path().to_owned(),
+        message,
+    };
     let input = Shape::from_dims(&spec.input).ok_or_else(|| {
         spec_err(format!(
             "field \"input\": expected [features] or [C, H, W] with positive sizes, found {:?}",
@@ -61,7 +70,10 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
     for (i, ns) in spec.nodes.iter().enumerate() {
         let ctx = Ctx { spec: ns, tensors };
         if ns.name.is_empty() || ns.name == INPUT_NAME {
-            return Err(ctx.err(format!("invalid node name {:?} (empty or reserved)", ns.name)));
+            return Err(ctx.err(format!(
+                "invalid node name {:?} (empty or reserved)",
+                ns.name
+            )));
         }
         if index.contains_key(ns.name.as_str()) {
             return Err(ctx.err("duplicate node name"));
@@ -89,21 +101,32 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
         };
         let (op, shape) = build_op(&ctx, in_shape, &inputs, &nodes, input)?;
         index.insert(&ns.name, i);
-        nodes.push(Node { name: ns.name.clone(), op, inputs, shape });
+        nodes.push(Node {
+            name: ns.name.clone(),
+            op,
+            inputs,
+            shape,
+        });
     }
     let last = nodes.last().expect("nodes is non-empty");
     if !matches!(last.shape, Shape::Features(_)) {
         return Err(ModelError::Node {
             node: last.name.clone(),
             op: last.op.kind().into(),
-            message: format!("the last node must output [classes] logits, found {} (add a flatten?)", last.shape),
+            message: format!(
+                "the last node must output [classes] logits, found {} (add a flatten?)",
+                last.shape
+            ),
         });
     }
     if last.shape.numel() < 2 {
         return Err(ModelError::Node {
             node: last.name.clone(),
             op: last.op.kind().into(),
-            message: format!("the last node must output at least 2 logits, found {}", last.shape),
+            message: format!(
+                "the last node must output at least 2 logits, found {}",
+                last.shape
+            ),
         });
     }
     Ok(Graph { input, nodes })
@@ -234,7 +257,13 @@ fn build_op(
 }
 
 /// PyTorch's output size formula (floor mode); `None` when the window does not fit.
-fn out_size(input: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
     let span = dilation * (kernel - 1) + 1;
     let padded = input + 2 * padding;
     (padded >= span).then(|| (padded - span) / stride + 1)
@@ -249,13 +278,14 @@ fn bias(ctx: &Ctx<'_>, out: usize) -> Result<Vec<f32>, ModelError> {
 
 fn batchnorm(ctx: &Ctx<'_>, channels: usize) -> Result<BatchNorm, ModelError> {
     let ns = ctx.spec;
-    let named = |explicit: &Option<String>, suffix: &str, field: &str| -> Result<String, ModelError> {
-        match (explicit, &ns.prefix) {
-            (Some(n), _) => Ok(n.clone()),
-            (None, Some(p)) => Ok(format!("{p}.{suffix}")),
-            (None, None) => Err(ctx.err(format!("missing field {field:?} (or \"prefix\")"))),
-        }
-    };
+    let named =
+        |explicit: &Option<String>, suffix: &str, field: &str| -> Result<String, ModelError> {
+            match (explicit, &ns.prefix) {
+                (Some(n), _) => Ok(n.clone()),
+                (None, Some(p)) => Ok(format!("{p}.{suffix}")),
+                (None, None) => Err(ctx.err(format!("missing field {field:?} (or \"prefix\")"))),
+            }
+        };
     let get = |name: String| ctx.tensors.f32(&name, Some(&[channels])).map(|(v, _)| v);
     let gamma = get(named(&ns.weight, "weight", "weight")?)?;
     let beta = get(named(&ns.bias, "bias", "bias")?)?;
@@ -263,10 +293,15 @@ fn batchnorm(ctx: &Ctx<'_>, channels: usize) -> Result<BatchNorm, ModelError> {
     let running_var = get(named(&ns.running_var, "running_var", "running_var")?)?;
     let eps = ns.eps.unwrap_or(1e-5);
     if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(ctx.err(format!("field \"eps\" must be a non-negative number, found {eps}")));
+        return Err(ctx.err(format!(
+            "field \"eps\" must be a non-negative number, found {eps}"
+        )));
     }
     if let Some(c) = running_var.iter().position(|&v| v < 0.0) {
-        return Err(ctx.err(format!("running_var of channel {c} is negative ({})", running_var[c])));
+        return Err(ctx.err(format!(
+            "running_var of channel {c} is negative ({})",
+            running_var[c]
+        )));
     }
     let scale: Vec<f32> = gamma
         .iter()
@@ -274,8 +309,17 @@ fn batchnorm(ctx: &Ctx<'_>, channels: usize) -> Result<BatchNorm, ModelError> {
         .map(|(&g, &v)| (g as f64 / (v as f64 + eps).sqrt()) as f32)
         .collect();
     if let Some(c) = scale.iter().position(|s| !s.is_finite()) {
-        return Err(ctx.err(format!("channel {c} has zero variance and eps 0: its scale is not finite")));
+        return Err(ctx.err(format!(
+            "channel {c} has zero variance and eps 0: its scale is not finite"
+        )));
     }
-    let shift = (0..channels).map(|c| beta[c] - running_mean[c] * scale[c]).collect();
-    Ok(BatchNorm { scale, shift, beta, running_mean })
+    let shift = (0..channels)
+        .map(|c| beta[c] - running_mean[c] * scale[c])
+        .collect();
+    Ok(BatchNorm {
+        scale,
+        shift,
+        beta,
+        running_mean,
+    })
 }

@@ -31,7 +31,11 @@ impl EvalSet {
         if labels.is_empty() {
             return Err(ModelError::Data(format!("{what}: no examples")));
         }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
             return Err(ModelError::Data(format!(
                 "{what}: label {l} of example {i} is out of range: the model has {num_classes} classes"
             )));
@@ -43,7 +47,11 @@ impl EvalSet {
                 inputs[i]
             )));
         }
-        Ok(EvalSet { shape, inputs, labels })
+        Ok(EvalSet {
+            shape,
+            inputs,
+            labels,
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -16,10 +16,18 @@ pub enum ModelError {
     Spec { path: PathBuf, message: String },
     /// A node is inconsistent with its tensors or its inputs.
     #[error("node {node:?} ({op}): {message}")]
-    Node { node: String, op: String, message: String },
+    Node {
+        node: String,
+        op: String,
+        message: String,
+    },
     /// A tensor is missing, has the wrong shape or dtype, or holds NaN/Inf.
     #[error("{path}: tensor {tensor:?}: {message}")]
-    Tensor { path: PathBuf, tensor: String, message: String },
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     /// The safetensors file itself is unreadable.
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },

@@ -11,7 +11,9 @@ pub fn fold_batchnorm(graph: &Graph, players: &Players) -> (Graph, Players) {
     let mut folded_into: Vec<Option<usize>> = vec![None; graph.nodes.len()];
     let mut nodes: Vec<Option<Node>> = graph.nodes.iter().cloned().map(Some).collect();
     for (j, node) in graph.nodes.iter().enumerate() {
-        let (Op::BatchNorm(bn), [Source::Node(i)]) = (&node.op, node.inputs.as_slice()) else { continue };
+        let (Op::BatchNorm(bn), [Source::Node(i)]) = (&node.op, node.inputs.as_slice()) else {
+            continue;
+        };
         let i = *i;
         if is_player(i) || graph.consumers(i) != [j] {
             continue;
@@ -20,10 +22,22 @@ pub fn fold_batchnorm(graph: &Graph, players: &Players) -> (Graph, Players) {
         match &mut producer.op {
             Op::Conv2d(conv) => {
                 let per_out = conv.weight.len() / conv.out_channels;
-                scale_rows(&mut conv.weight, &mut conv.bias, per_out, &bn.scale, &bn.shift);
+                scale_rows(
+                    &mut conv.weight,
+                    &mut conv.bias,
+                    per_out,
+                    &bn.scale,
+                    &bn.shift,
+                );
             }
             Op::Linear(lin) => {
-                scale_rows(&mut lin.weight, &mut lin.bias, lin.in_features, &bn.scale, &bn.shift);
+                scale_rows(
+                    &mut lin.weight,
+                    &mut lin.bias,
+                    lin.in_features,
+                    &bn.scale,
+                    &bn.shift,
+                );
             }
             _ => continue,
         }
@@ -52,10 +66,20 @@ pub fn fold_batchnorm(graph: &Graph, players: &Players) -> (Graph, Players) {
     let layers = players
         .layers()
         .iter()
-        .map(|l| PlayerLayer { node: new_index[l.node], name: l.name.clone(), baseline: l.baseline.clone() })
+        .map(|l| PlayerLayer {
+            node: new_index[l.node],
+            name: l.name.clone(),
+            baseline: l.baseline.clone(),
+        })
         .collect();
     let players = Players::new(layers).expect("remapping keeps player layers distinct");
-    (Graph { input: graph.input, nodes: kept }, players)
+    (
+        Graph {
+            input: graph.input,
+            nodes: kept,
+        },
+        players,
+    )
 }
 
 fn scale_rows(weight: &mut [f32], bias: &mut [f32], per_out: usize, scale: &[f32], shift: &[f32]) {

@@ -158,9 +158,16 @@ mod tests {
 
     #[test]
     fn parse_rejects_unknown_and_out_of_range() {
-        assert!(Metric::parse("top5", 10).unwrap_err().contains("unknown metric"));
-        assert!(Metric::parse("class_accuracy:10", 10).unwrap_err().contains("out of range"));
-        assert!(matches!(Metric::parse("class_accuracy:9", 10), Ok(Metric::ClassAccuracy(9))));
+        assert!(Metric::parse("top5", 10)
+            .unwrap_err()
+            .contains("unknown metric"));
+        assert!(Metric::parse("class_accuracy:10", 10)
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(matches!(
+            Metric::parse("class_accuracy:9", 10),
+            Ok(Metric::ClassAccuracy(9))
+        ));
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl Players {
 
     /// Total number of players.
     pub fn len(&self) -> usize {
-        self.layers.last().map_or(0, |l| self.offsets[self.offsets.len() - 1] + l.channels())
+        self.layers
+            .last()
+            .map_or(0, |l| self.offsets[self.offsets.len() - 1] + l.channels())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -191,4 +193,3 @@ fn reference_error(graph: &Graph, node: usize) -> ModelError {
         graph.nodes[node].op.kind()
     ))
 }
-

@@ -19,10 +19,20 @@ pub fn stage_blocks(arch: &str) -> Option<[usize; 4]> {
 }
 
 /// The spec for `arch` over the tensors in `tensors`, with input `[C, H, W]`.
-pub fn resnet_spec(arch: &str, tensors: &TensorFile, input: [usize; 3]) -> Result<ModelSpec, ModelError> {
-    let err = |message: String| ModelError::Spec { path: tensors.path().to_owned(), message };
-    let expected = stage_blocks(arch)
-        .ok_or_else(|| err(format!("unknown --arch {arch:?}: supported are resnet18 and resnet34")))?;
+pub fn resnet_spec(
+    arch: &str,
+    tensors: &TensorFile,
+    input: [usize; 3],
+) -> Result<ModelSpec, ModelError> {
+    let err = |message: String| ModelError::Spec {
+        path: tensors.path().to_owned(),
+        message,
+    };
+    let expected = stage_blocks(arch).ok_or_else(|| {
+        err(format!(
+            "unknown --arch {arch:?}: supported are resnet18 and resnet34"
+        ))
+    })?;
     if tensors.contains("layer1.0.conv3.weight") {
         return Err(err(format!(
             "--arch {arch}: found layer1.0.conv3.weight, a Bottleneck ResNet (50/101/152), which is not supported"
@@ -46,7 +56,10 @@ pub fn resnet_spec(arch: &str, tensors: &TensorFile, input: [usize; 3]) -> Resul
         inputs,
         ..NodeSpec::new(name, "conv2d")
     };
-    let bn = |name: &str| NodeSpec { prefix: Some(name.to_owned()), ..NodeSpec::new(name, "batchnorm2d") };
+    let bn = |name: &str| NodeSpec {
+        prefix: Some(name.to_owned()),
+        ..NodeSpec::new(name, "batchnorm2d")
+    };
     let mut nodes = vec![
         conv("conv1", 2, 3, None),
         bn("bn1"),
@@ -63,13 +76,23 @@ pub fn resnet_spec(arch: &str, tensors: &TensorFile, input: [usize; 3]) -> Resul
         for b in 0..blocks {
             let p = format!("layer{}.{b}", stage + 1);
             let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-            nodes.push(conv(&format!("{p}.conv1"), stride, 1, Some(vec![block_input.clone()])));
+            nodes.push(conv(
+                &format!("{p}.conv1"),
+                stride,
+                1,
+                Some(vec![block_input.clone()]),
+            ));
             nodes.push(bn(&format!("{p}.bn1")));
             nodes.push(NodeSpec::new(format!("{p}.relu1"), "relu"));
             nodes.push(conv(&format!("{p}.conv2"), 1, 1, None));
             nodes.push(bn(&format!("{p}.bn2")));
             let shortcut = if tensors.contains(&format!("{p}.downsample.0.weight")) {
-                nodes.push(conv(&format!("{p}.downsample.0"), stride, 0, Some(vec![block_input.clone()])));
+                nodes.push(conv(
+                    &format!("{p}.downsample.0"),
+                    stride,
+                    0,
+                    Some(vec![block_input.clone()]),
+                ));
                 nodes.push(bn(&format!("{p}.downsample.1")));
                 format!("{p}.downsample.1")
             } else {
@@ -90,21 +113,38 @@ pub fn resnet_spec(arch: &str, tensors: &TensorFile, input: [usize; 3]) -> Resul
         bias: Some("fc.bias".into()),
         ..NodeSpec::new("fc", "linear")
     });
-    Ok(ModelSpec { format: FORMAT_V1.into(), input: input.to_vec(), nodes })
+    Ok(ModelSpec {
+        format: FORMAT_V1.into(),
+        input: input.to_vec(),
+        nodes,
+    })
 }
 
 /// A synthetic state_dict of `arch` with torchvision's names and shapes (widths 64..512 scaled
 /// by `width_divisor`), deterministic pseudo-random weights, as safetensors bytes. For tests and
 /// benchmarks that need a full-size ResNet without shipping 45 MB of weights.
-pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, seed: u64) -> Option<Vec<u8>> {
+pub fn synthetic_state_dict(
+    arch: &str,
+    width_divisor: usize,
+    classes: usize,
+    seed: u64,
+) -> Option<Vec<u8>> {
     let blocks = stage_blocks(arch)?;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut uniform = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     };
-    let mut conv = |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>, name: String, out: usize, inp: usize, k: usize| {
+    let mut conv = |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>,
+                    name: String,
+                    out: usize,
+                    inp: usize,
+                    k: usize| {
         let fan_in = (inp * k * k) as f32;
         let scale = (6.0 / fan_in).sqrt();
         let w = (0..out * inp * k * k).map(|_| uniform() * scale).collect();
@@ -112,11 +152,18 @@ pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, se
     };
     let bn = |t: &mut Vec<(String, Vec<usize>, Vec<f32>)>, p: String, c: usize| {
         t.push((format!("{p}.weight"), vec![c], vec![1.0; c]));
-        t.push((format!("{p}.bias"), vec![c], (0..c).map(|i| 0.01 * (i % 7) as f32).collect()));
+        t.push((
+            format!("{p}.bias"),
+            vec![c],
+            (0..c).map(|i| 0.01 * (i % 7) as f32).collect(),
+        ));
         t.push((format!("{p}.running_mean"), vec![c], vec![0.0; c]));
         t.push((format!("{p}.running_var"), vec![c], vec![1.0; c]));
     };
-    let widths: Vec<usize> = [64, 128, 256, 512].iter().map(|w| (w / width_divisor.max(1)).max(1)).collect();
+    let widths: Vec<usize> = [64, 128, 256, 512]
+        .iter()
+        .map(|w| (w / width_divisor.max(1)).max(1))
+        .collect();
     conv(&mut tensors, "conv1.weight".into(), widths[0], 3, 7);
     bn(&mut tensors, "bn1".into(), widths[0]);
     let mut inp = widths[0];
@@ -129,7 +176,13 @@ pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, se
             conv(&mut tensors, format!("{p}.conv2.weight"), out, out, 3);
             bn(&mut tensors, format!("{p}.bn2"), out);
             if b == 0 && s > 0 {
-                conv(&mut tensors, format!("{p}.downsample.0.weight"), out, inp, 1);
+                conv(
+                    &mut tensors,
+                    format!("{p}.downsample.0.weight"),
+                    out,
+                    inp,
+                    1,
+                );
                 bn(&mut tensors, format!("{p}.downsample.1"), out);
             }
             inp = out;
@@ -138,14 +191,23 @@ pub fn synthetic_state_dict(arch: &str, width_divisor: usize, classes: usize, se
     let scale = (1.0 / inp as f32).sqrt();
     let fc: Vec<f32> = (0..classes * inp).map(|_| uniform() * scale).collect();
     tensors.push(("fc.weight".into(), vec![classes, inp], fc));
-    tensors.push(("fc.bias".into(), vec![classes], (0..classes).map(|i| 0.001 * (i % 5) as f32 - 0.002).collect()));
+    tensors.push((
+        "fc.bias".into(),
+        vec![classes],
+        (0..classes)
+            .map(|i| 0.001 * (i % 5) as f32 - 0.002)
+            .collect(),
+    ));
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
-        .map(|(n, s, b)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+        })
         .collect::<Result<_, _>>()
         .ok()?;
     safetensors::serialize(views, None).ok()

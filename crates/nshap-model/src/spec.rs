@@ -72,7 +72,11 @@ pub struct NodeSpec {
 impl NodeSpec {
     /// A node with just a name and an op (builders fill in the rest).
     pub fn new(name: impl Into<String>, op: &str) -> NodeSpec {
-        NodeSpec { name: name.into(), op: op.into(), ..NodeSpec::default() }
+        NodeSpec {
+            name: name.into(),
+            op: op.into(),
+            ..NodeSpec::default()
+        }
     }
 }
 
@@ -86,7 +90,10 @@ impl ModelSpec {
         if spec.format != FORMAT_V1 {
             return Err(ModelError::Spec {
                 path: path.to_owned(),
-                message: format!("field \"format\": expected {FORMAT_V1:?}, found {:?}", spec.format),
+                message: format!(
+                    "field \"format\": expected {FORMAT_V1:?}, found {:?}",
+                    spec.format
+                ),
             });
         }
         Ok(spec)
@@ -94,8 +101,10 @@ impl ModelSpec {
 
     /// Read and parse a spec file.
     pub fn read(path: &Path) -> Result<ModelSpec, ModelError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         ModelSpec::parse(&text, path)
     }
 

@@ -61,7 +61,9 @@ pub fn dependent_nodes(graph: &Graph, player_nodes: &[usize]) -> Vec<bool> {
     let mut dep = vec![false; graph.nodes.len()];
     for (i, n) in graph.nodes.iter().enumerate() {
         dep[i] = player_nodes.contains(&i)
-            || n.inputs.iter().any(|s| matches!(s, crate::graph::Source::Node(j) if dep[*j]));
+            || n.inputs
+                .iter()
+                .any(|s| matches!(s, crate::graph::Source::Node(j) if dep[*j]));
     }
     dep
 }
@@ -70,11 +72,15 @@ pub fn dependent_nodes(graph: &Graph, player_nodes: &[usize]) -> Vec<bool> {
 /// part that depends on the coalition.
 pub fn split_flops(graph: &Graph, player_nodes: &[usize]) -> (u64, u64) {
     let dep = dependent_nodes(graph, player_nodes);
-    graph.nodes.iter().enumerate().fold((0, 0), |(s, d), (i, n)| {
-        if dep[i] {
-            (s, d + flops(graph, n))
-        } else {
-            (s + flops(graph, n), d)
-        }
-    })
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .fold((0, 0), |(s, d), (i, n)| {
+            if dep[i] {
+                (s, d + flops(graph, n))
+            } else {
+                (s + flops(graph, n), d)
+            }
+        })
 }

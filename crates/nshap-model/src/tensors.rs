@@ -14,12 +14,20 @@ pub struct TensorFile {
 
 impl TensorFile {
     pub fn open(path: &Path) -> Result<TensorFile, ModelError> {
-        let file = File::open(path).map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         // SAFETY: the map is read-only; a file truncated under us by another process is the one
         // case memmap cannot guard against, as with every mmap-based loader.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
-        let tf = TensorFile { path: path.to_owned(), map };
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let tf = TensorFile {
+            path: path.to_owned(),
+            map,
+        };
         tf.view()?;
         Ok(tf)
     }
@@ -36,7 +44,11 @@ impl TensorFile {
     }
 
     fn err(&self, tensor: &str, message: String) -> ModelError {
-        ModelError::Tensor { path: self.path.clone(), tensor: tensor.to_owned(), message }
+        ModelError::Tensor {
+            path: self.path.clone(),
+            tensor: tensor.to_owned(),
+            message,
+        }
     }
 
     /// All tensor names, sorted.
@@ -80,22 +92,38 @@ impl TensorFile {
     }
 
     /// A float tensor converted to f32, checked against `expected` (if given) and for NaN/Inf.
-    pub fn f32(&self, name: &str, expected: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
+    pub fn f32(
+        &self,
+        name: &str,
+        expected: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
         let view = self.view()?;
         let t = view.tensor(name).map_err(|_| self.missing(name, &view))?;
         if let Some(expected) = expected {
             if t.shape() != expected {
                 return Err(self.err(
                     name,
-                    format!("shape mismatch: expected {expected:?}, found {:?}", t.shape()),
+                    format!(
+                        "shape mismatch: expected {expected:?}, found {:?}",
+                        t.shape()
+                    ),
                 ));
             }
         }
         let values = float_values(t.dtype(), t.data()).ok_or_else(|| {
-            self.err(name, format!("unsupported dtype {:?}: expected F32, F16 or BF16", t.dtype()))
+            self.err(
+                name,
+                format!(
+                    "unsupported dtype {:?}: expected F32, F16 or BF16",
+                    t.dtype()
+                ),
+            )
         })?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(self.err(name, format!("value {} at flat index {i} is not finite", values[i])));
+            return Err(self.err(
+                name,
+                format!("value {} at flat index {i} is not finite", values[i]),
+            ));
         }
         Ok((values, t.shape().to_vec()))
     }
@@ -111,12 +139,23 @@ impl TensorFile {
 /// Decode little-endian float bytes of a supported dtype into f32.
 pub fn float_values(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     match dtype {
-        Dtype::F32 => Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        Dtype::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
         Dtype::F16 => Some(
-            bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
         ),
         Dtype::BF16 => Some(
-            bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
         ),
         _ => None,
     }

@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use std::path::PathBuf;
 
 fn asset(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/digits-cnn").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/digits-cnn")
+        .join(name)
 }
 
 fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {

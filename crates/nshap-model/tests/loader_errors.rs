@@ -65,9 +65,15 @@ fn good_model_loads() {
 #[test]
 fn missing_tensor_names_file_and_tensor() {
     let d = Dir::new();
-    let w = d.tensors("w.safetensors", &[("0.weight", Dtype::F32, vec![3, 4], f32s(&[0.1; 12]))]);
+    let w = d.tensors(
+        "w.safetensors",
+        &[("0.weight", Dtype::F32, vec![3, 4], f32s(&[0.1; 12]))],
+    );
     let e = err(load_model(&d.write("m.json", MLP), &w));
-    assert!(e.contains("w.safetensors") && e.contains("\"0.bias\"") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("w.safetensors") && e.contains("\"0.bias\"") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,7 +88,10 @@ fn shape_mismatch_says_expected_and_found() {
         ],
     );
     let e = err(load_model(&d.write("m.json", MLP), &w));
-    assert!(e.contains("fc1") && e.contains("[out, 4]") && e.contains("[3, 5]"), "{e}");
+    assert!(
+        e.contains("fc1") && e.contains("[out, 4]") && e.contains("[3, 5]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -90,7 +99,10 @@ fn unknown_op_is_named() {
     let d = Dir::new();
     let spec = MLP.replace("\"relu\"}", "\"swish\"}");
     let e = err(load_model(&d.write("m.json", &spec), &good_weights(&d)));
-    assert!(e.contains("relu") && e.contains("unknown op \"swish\""), "{e}");
+    assert!(
+        e.contains("relu") && e.contains("unknown op \"swish\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -105,7 +117,10 @@ fn unsupported_dtype_and_nan_are_reported() {
         ],
     );
     let e = err(load_model(&d.write("m.json", MLP), &w));
-    assert!(e.contains("0.weight") && e.contains("unsupported dtype I32"), "{e}");
+    assert!(
+        e.contains("0.weight") && e.contains("unsupported dtype I32"),
+        "{e}"
+    );
     let mut bad = vec![0.1f32; 12];
     bad[7] = f32::NAN;
     let w = d.tensors(
@@ -117,7 +132,13 @@ fn unsupported_dtype_and_nan_are_reported() {
         ],
     );
     let e = err(load_model(&d.write("m.json", MLP), &w));
-    assert!(e.contains("n.safetensors") && e.contains("0.weight") && e.contains("not finite") && e.contains("index 7"), "{e}");
+    assert!(
+        e.contains("n.safetensors")
+            && e.contains("0.weight")
+            && e.contains("not finite")
+            && e.contains("index 7"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -128,13 +149,25 @@ fn f16_and_bf16_weights_convert_to_f32() {
     let w = d.tensors(
         "w.safetensors",
         &[
-            ("0.weight", Dtype::F16, vec![3, 4], (0..12).flat_map(|i| h(i as f32 * 0.25)).collect()),
-            ("0.bias", Dtype::BF16, vec![3], (0..3).flat_map(|i| b(i as f32 * 0.5)).collect()),
+            (
+                "0.weight",
+                Dtype::F16,
+                vec![3, 4],
+                (0..12).flat_map(|i| h(i as f32 * 0.25)).collect(),
+            ),
+            (
+                "0.bias",
+                Dtype::BF16,
+                vec![3],
+                (0..3).flat_map(|i| b(i as f32 * 0.5)).collect(),
+            ),
             ("2.weight", Dtype::F32, vec![2, 3], f32s(&[0.2; 6])),
         ],
     );
     let g = load_model(&d.write("m.json", MLP), &w).unwrap();
-    let nshap_model::Op::Linear(l) = &g.nodes[0].op else { panic!() };
+    let nshap_model::Op::Linear(l) = &g.nodes[0].op else {
+        panic!()
+    };
     assert_eq!(l.weight[5], 1.25);
     assert_eq!(l.bias, vec![0.0, 0.5, 1.0]);
 }
@@ -146,10 +179,16 @@ fn truncated_and_garbage_files_are_rejected() {
     let p = d.path("t.safetensors");
     std::fs::write(&p, &good[..good.len() - 5]).unwrap();
     let e = err(load_model(&d.write("m.json", MLP), &p));
-    assert!(e.contains("t.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+    assert!(
+        e.contains("t.safetensors") && e.contains("not a valid safetensors file"),
+        "{e}"
+    );
     std::fs::write(&p, b"hello").unwrap();
     assert!(err(load_model(&d.write("m.json", MLP), &p)).contains("not a valid safetensors file"));
-    let e = err(load_model(&d.write("m.json", MLP), Path::new("/nonexistent/w.safetensors")));
+    let e = err(load_model(
+        &d.write("m.json", MLP),
+        Path::new("/nonexistent/w.safetensors"),
+    ));
     assert!(e.contains("/nonexistent/w.safetensors"), "{e}");
 }
 
@@ -158,12 +197,27 @@ fn spec_errors_name_the_field() {
     let d = Dir::new();
     let w = good_weights(&d);
     let e = err(load_model(&d.write("m.json", "{not json"), &w));
-    assert!(e.contains("m.json") && e.contains("invalid spec JSON"), "{e}");
-    let e = err(load_model(&d.write("m.json", &MLP.replace("nshap.model.v1", "v0")), &w));
+    assert!(
+        e.contains("m.json") && e.contains("invalid spec JSON"),
+        "{e}"
+    );
+    let e = err(load_model(
+        &d.write("m.json", &MLP.replace("nshap.model.v1", "v0")),
+        &w,
+    ));
     assert!(e.contains("\"format\"") && e.contains("v0"), "{e}");
-    let e = err(load_model(&d.write("m.json", &MLP.replace("\"bias\": \"0.bias\"", "\"bais\": \"0.bias\"")), &w));
+    let e = err(load_model(
+        &d.write(
+            "m.json",
+            &MLP.replace("\"bias\": \"0.bias\"", "\"bais\": \"0.bias\""),
+        ),
+        &w,
+    ));
     assert!(e.contains("bais"), "{e}");
-    let e = err(load_model(&d.write("m.json", &MLP.replace("[4]", "[4, 4]")), &w));
+    let e = err(load_model(
+        &d.write("m.json", &MLP.replace("[4]", "[4, 4]")),
+        &w,
+    ));
     assert!(e.contains("\"input\""), "{e}");
     let add = r#"{"format": "nshap.model.v1", "input": [4], "nodes": [
         {"name": "a", "op": "add", "inputs": ["input", "ghost"]}]}"#;
@@ -184,7 +238,13 @@ fn eval_set_errors() {
         ],
     );
     let e = err(load_eval_set(&data, &g, &DataOptions::default()));
-    assert!(e.contains("d.safetensors") && e.contains("labels") && e.contains("label 2") && e.contains("2 classes"), "{e}");
+    assert!(
+        e.contains("d.safetensors")
+            && e.contains("labels")
+            && e.contains("label 2")
+            && e.contains("2 classes"),
+        "{e}"
+    );
     let data = d.tensors(
         "s.safetensors",
         &[
@@ -193,12 +253,22 @@ fn eval_set_errors() {
         ],
     );
     let e = err(load_eval_set(&data, &g, &DataOptions::default()));
-    assert!(e.contains("inputs") && e.contains("[N, 4]") && e.contains("[2, 5]"), "{e}");
+    assert!(
+        e.contains("inputs") && e.contains("[N, 4]") && e.contains("[2, 5]"),
+        "{e}"
+    );
     let data = d.tensors(
         "u.safetensors",
-        &[("x", Dtype::U8, vec![2, 4], vec![255; 8]), ("y", Dtype::U8, vec![2], vec![1, 0])],
+        &[
+            ("x", Dtype::U8, vec![2, 4], vec![255; 8]),
+            ("y", Dtype::U8, vec![2], vec![1, 0]),
+        ],
     );
-    let opts = DataOptions { inputs: "x".into(), labels: "y".into(), ..DataOptions::default() };
+    let opts = DataOptions {
+        inputs: "x".into(),
+        labels: "y".into(),
+        ..DataOptions::default()
+    };
     let set = load_eval_set(&data, &g, &opts).unwrap();
     assert_eq!(set.inputs[0], 1.0);
     let e = err(load_eval_set(&data, &g, &DataOptions::default()));

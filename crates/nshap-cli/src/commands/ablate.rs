@@ -49,15 +49,25 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     let players = prepared.players.clone();
     let n = players.len();
     if rows.len() != n {
-        bail!("values.csv has {} rows but the run has {n} players", rows.len());
+        bail!(
+            "values.csv has {} rows but the run has {n} players",
+            rows.len()
+        );
     }
     let k_max = args.k.unwrap_or((2 * spec.top_k).max(10)).min(n);
     // Global player index of each values.csv row, in Shapley order (descending).
     let global = |node: &str, index: usize| -> Result<usize> {
-        let layer = players.layers().iter().position(|l| l.name == node).with_context(|| format!("values.csv names unknown node {node:?}"))?;
+        let layer = players
+            .layers()
+            .iter()
+            .position(|l| l.name == node)
+            .with_context(|| format!("values.csv names unknown node {node:?}"))?;
         Ok(players.offset(layer) + index)
     };
-    let shapley_order: Vec<usize> = rows.iter().map(|r| global(&r.node, r.index)).collect::<Result<_>>()?;
+    let shapley_order: Vec<usize> = rows
+        .iter()
+        .map(|r| global(&r.node, r.index))
+        .collect::<Result<_>>()?;
     let bottom_order: Vec<usize> = shapley_order.iter().rev().copied().collect();
 
     let evaluator = prepared.game.evaluator_mut();
@@ -69,12 +79,18 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     }
     let loo_values = evaluator.evaluate(Examples::All, &masks)?;
     let mut loo_order: Vec<usize> = (0..n).collect();
-    loo_order.sort_by(|&a, &b| (loo_values[0] - loo_values[b + 1]).total_cmp(&(loo_values[0] - loo_values[a + 1])).then(a.cmp(&b)));
+    loo_order.sort_by(|&a, &b| {
+        (loo_values[0] - loo_values[b + 1])
+            .total_cmp(&(loo_values[0] - loo_values[a + 1]))
+            .then(a.cmp(&b))
+    });
 
     let mut orders = vec![shapley_order, loo_order, bottom_order];
     for seed in 0..args.random_seeds {
         let mut o: Vec<usize> = (0..n).collect();
-        o.shuffle(&mut ChaCha8Rng::seed_from_u64(spec.seed.wrapping_add(1000 + seed)));
+        o.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            spec.seed.wrapping_add(1000 + seed),
+        ));
         orders.push(o);
     }
     let mut masks = MaskBatch::new(n);
@@ -87,22 +103,49 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     let curve = |o: usize| -> Vec<f64> { values[o * (k_max + 1)..(o + 1) * (k_max + 1)].to_vec() };
     let (shapley, loo, bottom) = (curve(0), curve(1), curve(2));
     let randoms: Vec<Vec<f64>> = (3..orders.len()).map(curve).collect();
-    let stat = |k: usize, f: fn(f64, f64) -> f64, init: f64| randoms.iter().map(|r| r[k]).fold(init, f);
-    let r_mean: Vec<f64> = (0..=k_max).map(|k| randoms.iter().map(|r| r[k]).sum::<f64>() / randoms.len().max(1) as f64).collect();
-    let r_low: Vec<f64> = (0..=k_max).map(|k| stat(k, f64::min, f64::INFINITY)).collect();
-    let r_high: Vec<f64> = (0..=k_max).map(|k| stat(k, f64::max, f64::NEG_INFINITY)).collect();
+    let stat =
+        |k: usize, f: fn(f64, f64) -> f64, init: f64| randoms.iter().map(|r| r[k]).fold(init, f);
+    let r_mean: Vec<f64> = (0..=k_max)
+        .map(|k| randoms.iter().map(|r| r[k]).sum::<f64>() / randoms.len().max(1) as f64)
+        .collect();
+    let r_low: Vec<f64> = (0..=k_max)
+        .map(|k| stat(k, f64::min, f64::INFINITY))
+        .collect();
+    let r_high: Vec<f64> = (0..=k_max)
+        .map(|k| stat(k, f64::max, f64::NEG_INFINITY))
+        .collect();
 
-    let mut csv = String::from("k,shapley_top,loo_top,random_mean,random_min,random_max,shapley_bottom\n");
+    let mut csv =
+        String::from("k,shapley_top,loo_top,random_mean,random_min,random_max,shapley_bottom\n");
     for k in 0..=k_max {
-        let _ = writeln!(csv, "{k},{},{},{},{},{},{}", shapley[k], loo[k], r_mean[k], r_low[k], r_high[k], bottom[k]);
+        let _ = writeln!(
+            csv,
+            "{k},{},{},{},{},{},{}",
+            shapley[k], loo[k], r_mean[k], r_low[k], r_high[k], bottom[k]
+        );
     }
     write_atomic(&args.from.join("ablation.csv"), csv.as_bytes())?;
     let metric = prepared.metric.name();
     let has_random = !randoms.is_empty();
     let mut curves = vec![
-        Curve { label: "top-k by Shapley", color: RGBColor(200, 30, 30), values: &shapley, band: None },
-        Curve { label: "top-k by leave-one-out", color: RGBColor(30, 90, 200), values: &loo, band: None },
-        Curve { label: "bottom-k by Shapley", color: RGBColor(30, 150, 60), values: &bottom, band: None },
+        Curve {
+            label: "top-k by Shapley",
+            color: RGBColor(200, 30, 30),
+            values: &shapley,
+            band: None,
+        },
+        Curve {
+            label: "top-k by leave-one-out",
+            color: RGBColor(30, 90, 200),
+            values: &loo,
+            band: None,
+        },
+        Curve {
+            label: "bottom-k by Shapley",
+            color: RGBColor(30, 150, 60),
+            values: &bottom,
+            band: None,
+        },
     ];
     if has_random {
         curves.push(Curve {
@@ -115,10 +158,19 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     let figure = args.from.join("ablation.svg");
     plot::ablation(&figure, &metric, &curves)?;
     println!("{metric} after removing k players (k = 0..{k_max}):");
-    println!("{:>3} {:>10} {:>10} {:>10} {:>10}", "k", "shapley", "loo", "random", "bottom");
+    println!(
+        "{:>3} {:>10} {:>10} {:>10} {:>10}",
+        "k", "shapley", "loo", "random", "bottom"
+    );
     for k in 0..=k_max {
-        println!("{k:>3} {:>10.4} {:>10.4} {:>10.4} {:>10.4}", shapley[k], loo[k], r_mean[k], bottom[k]);
+        println!(
+            "{k:>3} {:>10.4} {:>10.4} {:>10.4} {:>10.4}",
+            shapley[k], loo[k], r_mean[k], bottom[k]
+        );
     }
-    println!("wrote {}/ablation.csv, ablation.svg, ablation.png", args.from.display());
+    println!(
+        "wrote {}/ablation.csv, ablation.svg, ablation.png",
+        args.from.display()
+    );
     Ok(())
 }

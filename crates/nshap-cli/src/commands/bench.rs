@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use nshap::model::stats::split_flops;
 use nshap::model::{
-    load_arch, load_eval_set, load_model, Baseline, DataOptions, EvalJob, EvalSet, Examples, Graph, MaskBatch,
-    Metric,
+    load_arch, load_eval_set, load_model, Baseline, DataOptions, EvalJob, EvalSet, Examples, Graph,
+    MaskBatch, Metric,
 };
 use nshap::{make_backend, resolve_players, BackendChoice};
 use rand::{Rng, SeedableRng};
@@ -21,7 +21,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "both")]
     pub backend: String,
     /// Models: comma-separated from digits-mlp, digits-cnn, digits-resnet, resnet18-32, resnet18-224.
-    #[arg(long, value_delimiter = ',', default_value = "digits-mlp,digits-cnn,digits-resnet,resnet18-32,resnet18-224")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "digits-mlp,digits-cnn,digits-resnet,resnet18-32,resnet18-224"
+    )]
     pub models: Vec<String>,
     /// Coalitions per batch (default: sized so each batch is a few GFLOPs).
     #[arg(long)]
@@ -47,9 +51,18 @@ pub struct Case {
 
 fn random_data(graph: &Graph, n: usize, seed: u64) -> Result<EvalSet> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let inputs = (0..n * graph.input.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let labels = (0..n).map(|_| rng.random_range(0..graph.num_classes() as u32)).collect();
-    Ok(EvalSet::new(graph.input, inputs, labels, graph.num_classes())?)
+    let inputs = (0..n * graph.input.numel())
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let labels = (0..n)
+        .map(|_| rng.random_range(0..graph.num_classes() as u32))
+        .collect();
+    Ok(EvalSet::new(
+        graph.input,
+        inputs,
+        labels,
+        graph.num_classes(),
+    )?)
 }
 
 /// Load a benchmark case by name.
@@ -58,23 +71,41 @@ pub fn case(name: &str) -> Result<Case> {
         "digits-mlp" | "digits-cnn" | "digits-resnet" => {
             let dir = demo_dir()?.join("..").join(name);
             let graph = load_model(&dir.join("model.json"), &dir.join("weights.safetensors"))?;
-            let data = load_eval_set(&dir.join("eval.safetensors"), &graph, &DataOptions::default())?;
+            let data = load_eval_set(
+                &dir.join("eval.safetensors"),
+                &graph,
+                &DataOptions::default(),
+            )?;
             let player = ["relu2", "layer1.0.relu2", "layer2.0.relu2"]
                 .into_iter()
                 .find(|p| graph.find(p).is_some())
                 .context("no known player node in the shipped model")?;
-            Ok(Case { name: name.into(), graph, data, players: vec![player.into()] })
+            Ok(Case {
+                name: name.into(),
+                graph,
+                data,
+                players: vec![player.into()],
+            })
         }
         "resnet18-32" | "resnet18-224" => {
             let size = if name.ends_with("224") { 224 } else { 32 };
-            let bytes = nshap::model::resnet::synthetic_state_dict("resnet18", 1, 1000, 7).context("building resnet18")?;
-            let path = std::env::temp_dir().join(format!("nshap-bench-resnet18-{}.safetensors", std::process::id()));
+            let bytes = nshap::model::resnet::synthetic_state_dict("resnet18", 1, 1000, 7)
+                .context("building resnet18")?;
+            let path = std::env::temp_dir().join(format!(
+                "nshap-bench-resnet18-{}.safetensors",
+                std::process::id()
+            ));
             std::fs::write(&path, bytes)?;
             let loaded = load_arch("resnet18", &path, [3, size, size]);
             let _ = std::fs::remove_file(&path);
             let (graph, _) = loaded?;
             let data = random_data(&graph, 64, 1)?;
-            Ok(Case { name: name.into(), graph, data, players: vec!["layer1.0.relu2".into()] })
+            Ok(Case {
+                name: name.into(),
+                graph,
+                data,
+                players: vec!["layer1.0.relu2".into()],
+            })
         }
         other => anyhow::bail!("unknown bench model {other:?}"),
     }
@@ -94,13 +125,21 @@ pub struct Measurement {
     pub gflops_per_second: f64,
 }
 
-pub fn measure(case: &Case, backend: BackendChoice, m: Option<usize>, b: Option<usize>, reps: usize) -> Result<Measurement> {
+pub fn measure(
+    case: &Case,
+    backend: BackendChoice,
+    m: Option<usize>,
+    b: Option<usize>,
+    reps: usize,
+) -> Result<Measurement> {
     let players = resolve_players(&case.graph, &case.data, &case.players, Baseline::Zero)?;
     let nodes: Vec<usize> = players.layers().iter().map(|l| l.node).collect();
     let (shared, dependent) = split_flops(&case.graph, &nodes);
     // Default size: about 2 GFLOPs of dependent work per batch.
     let budget = (2e9 / dependent.max(1) as f64).max(1.0) as usize;
-    let examples = b.unwrap_or_else(|| budget.clamp(1, 128)).min(case.data.len());
+    let examples = b
+        .unwrap_or_else(|| budget.clamp(1, 128))
+        .min(case.data.len());
     let coalitions = m.unwrap_or_else(|| (budget / examples).clamp(1, 1000));
     let n = players.len();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -168,7 +207,11 @@ pub fn execute(args: BenchArgs) -> Result<()> {
                     r.coalition_examples_per_second,
                     r.gflops_per_second
                 ),
-                Err(e) => println!("{:<14} {:<5} unavailable: {e:#}", name, format!("{backend:?}").to_lowercase()),
+                Err(e) => println!(
+                    "{:<14} {:<5} unavailable: {e:#}",
+                    name,
+                    format!("{backend:?}").to_lowercase()
+                ),
             }
         }
     }

@@ -5,7 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use nshap::cpu::CpuBackend;
 use nshap::model::stats::{flops, parameters, total_flops, total_parameters};
-use nshap::model::{Backend, EvalJob, Examples, Graph, MaskBatch, Metric, PlayerLayer, Players, Source};
+use nshap::model::{
+    Backend, EvalJob, Examples, Graph, MaskBatch, Metric, PlayerLayer, Players, Source,
+};
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
@@ -67,15 +69,29 @@ pub fn execute(args: InspectArgs) -> Result<()> {
         let graph = Arc::new(model.graph.clone());
         let data = Arc::new(data);
         // Any node serves as the player layer: the full coalition is the unmasked network.
-        let layer = PlayerLayer { node: 0, name: graph.nodes[0].name.clone(), baseline: vec![0.0; graph.nodes[0].shape.channels()] };
+        let layer = PlayerLayer {
+            node: 0,
+            name: graph.nodes[0].name.clone(),
+            baseline: vec![0.0; graph.nodes[0].shape.channels()],
+        };
         let players = Players::new(vec![layer])?;
         let mut full = MaskBatch::new(players.len());
         full.push_full();
         for metric in [Metric::Accuracy, Metric::NegLoss] {
-            let job = EvalJob { graph: graph.clone(), players: players.clone(), data: data.clone(), metric: metric.clone() };
+            let job = EvalJob {
+                graph: graph.clone(),
+                players: players.clone(),
+                data: data.clone(),
+                metric: metric.clone(),
+            };
             let mut ev = CpuBackend::default().prepare(job)?;
             let v = ev.evaluate(Examples::All, &full)?;
-            println!("full network on {} examples: {} = {:.4}", data.len(), metric.name(), v[0]);
+            println!(
+                "full network on {} examples: {} = {:.4}",
+                data.len(),
+                metric.name(),
+                v[0]
+            );
         }
     }
     Ok(())

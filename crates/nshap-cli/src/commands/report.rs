@@ -69,7 +69,10 @@ pub fn execute(args: ReportArgs) -> Result<()> {
         }
     }
     println!("\ntop {} players:", args.top.min(rows.len()));
-    println!("{:>4}  {:<18} {:>9} {:>8}  {:>21}  {:>8}  status", "rank", "player", "value", "stderr", "95% interval", "samples");
+    println!(
+        "{:>4}  {:<18} {:>9} {:>8}  {:>21}  {:>8}  status",
+        "rank", "player", "value", "stderr", "95% interval", "samples"
+    );
     for (rank, r) in rows.iter().take(args.top).enumerate() {
         println!(
             "{:>4}  {:<18} {:>9.4} {:>8.4}  [{:>8.4}, {:>8.4}]  {:>8}  {}",
@@ -91,7 +94,10 @@ pub fn execute(args: ReportArgs) -> Result<()> {
         e.2 = e.2.max(r.value);
     }
     println!("\nper layer:");
-    println!("{:<18} {:>8} {:>10} {:>10}", "node", "players", "total", "max");
+    println!(
+        "{:<18} {:>8} {:>10} {:>10}",
+        "node", "players", "total", "max"
+    );
     for (node, (total, count, max)) in &layers {
         println!("{node:<18} {count:>8} {total:>10.4} {max:>10.4}");
     }

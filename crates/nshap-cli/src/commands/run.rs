@@ -53,9 +53,17 @@ pub fn execute(args: RunArgs) -> Result<()> {
     let (spec, out, state) = match &args.resume {
         Some(dir) => {
             let record = read_record(dir)?;
-            let state = std::fs::read(dir.join(STATE_FILE))
-                .with_context(|| format!("{}: no checkpoint to resume from", dir.join(STATE_FILE).display()))?;
-            (record.spec, dir.clone(), Some((state, record.model_digest, record.data_digest)))
+            let state = std::fs::read(dir.join(STATE_FILE)).with_context(|| {
+                format!(
+                    "{}: no checkpoint to resume from",
+                    dir.join(STATE_FILE).display()
+                )
+            })?;
+            (
+                record.spec,
+                dir.clone(),
+                Some((state, record.model_digest, record.data_digest)),
+            )
         }
         None => {
             let mut spec = args.spec.clone();
@@ -78,7 +86,10 @@ pub fn execute(args: RunArgs) -> Result<()> {
     let mut estimator = match state {
         Some((bytes, model_digest, data_digest)) => {
             if model_digest != prepared.model_digest || data_digest != prepared.data_digest {
-                bail!("the model or data files changed since the run in {} started; cannot resume", out.display());
+                bail!(
+                    "the model or data files changed since the run in {} started; cannot resume",
+                    out.display()
+                );
             }
             AnyEstimator::from_state(&bytes).context("reading the checkpoint")?
         }
@@ -88,9 +99,17 @@ pub fn execute(args: RunArgs) -> Result<()> {
                 model_digest: prepared.model_digest.clone(),
                 data_digest: prepared.data_digest.clone(),
             };
-            write_atomic(&out.join(RUN_FILE), serde_json::to_string_pretty(&record)?.as_bytes())?;
+            write_atomic(
+                &out.join(RUN_FILE),
+                serde_json::to_string_pretty(&record)?.as_bytes(),
+            )?;
             let _ = std::fs::remove_file(out.join("values.csv"));
-            AnyEstimator::new(prepared.method, &prepared.options, prepared.players.len(), spec.seed)?
+            AnyEstimator::new(
+                prepared.method,
+                &prepared.options,
+                prepared.players.len(),
+                spec.seed,
+            )?
         }
     };
     eprintln!(
@@ -114,12 +133,17 @@ pub fn execute(args: RunArgs) -> Result<()> {
     let mut last_save = Instant::now();
     let save = |est: &AnyEstimator| write_atomic(&out.join(STATE_FILE), &est.save_state());
     while !estimator.is_done() {
-        let progress = estimator.step(&mut prepared.game).map_err(|e| anyhow::anyhow!("evaluation failed: {e}"))?;
+        let progress = estimator
+            .step(&mut prepared.game)
+            .map_err(|e| anyhow::anyhow!("evaluation failed: {e}"))?;
         reporter.update(&progress);
         if interrupted.load(Ordering::SeqCst) {
             save(&estimator)?;
             reporter.finish();
-            bail!("interrupted: state saved; continue with: nshap run --resume {}", out.display());
+            bail!(
+                "interrupted: state saved; continue with: nshap run --resume {}",
+                out.display()
+            );
         }
         if last_save.elapsed() >= Duration::from_secs_f64(args.checkpoint_secs) {
             save(&estimator)?;
@@ -129,9 +153,16 @@ pub fn execute(args: RunArgs) -> Result<()> {
     save(&estimator)?;
     reporter.finish();
     let estimates = estimator.result();
-    write_atomic(&out.join("values.csv"), values_csv(&estimates, &prepared.players).as_bytes())?;
-    let report = crate::commands::report::build_report(&spec, &prepared, &estimates, started.elapsed());
-    write_atomic(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(
+        &out.join("values.csv"),
+        values_csv(&estimates, &prepared.players).as_bytes(),
+    )?;
+    let report =
+        crate::commands::report::build_report(&spec, &prepared, &estimates, started.elapsed());
+    write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     print_top(&prepared, &estimates, spec.top_k);
     eprintln!("wrote {}/values.csv and report.json", out.display());
     Ok(())
@@ -145,8 +176,14 @@ fn print_top(prepared: &Prepared, estimates: &nshap::estimate::Estimates, k: usi
         d.grand_value.map_or("-".into(), |v| format!("{v:.4}")),
         d.empty_value.map_or("-".into(), |v| format!("{v:.4}"))
     );
-    println!("top {k} players by Shapley value ({}):", prepared.metric.name());
-    println!("{:>4}  {:<16} {:>9} {:>9}  {:>21}", "rank", "player", "value", "stderr", "95% interval");
+    println!(
+        "top {k} players by Shapley value ({}):",
+        prepared.metric.name()
+    );
+    println!(
+        "{:>4}  {:<16} {:>9} {:>9}  {:>21}",
+        "rank", "player", "value", "stderr", "95% interval"
+    );
     for (rank, i) in estimates.top_k(k).into_iter().enumerate() {
         let p = &estimates.players[i];
         let (node, ch) = prepared.players.label(i);

@@ -5,8 +5,16 @@ use nshap_model::{Conv2d, Shape};
 /// Upper bound on the im2col buffer (floats) so large images don't blow memory.
 const COL_BUDGET: usize = 4 << 20;
 
-pub fn conv2d(c: &Conv2d, in_shape: Shape, out_shape: Shape, input: &[f32], rows: usize, out: &mut [f32]) {
-    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape) else {
+pub fn conv2d(
+    c: &Conv2d,
+    in_shape: Shape,
+    out_shape: Shape,
+    input: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
+    else {
         unreachable!("conv2d shapes are images (checked at load)");
     };
     let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
@@ -28,7 +36,8 @@ pub fn conv2d(c: &Conv2d, in_shape: Shape, out_shape: Shape, input: &[f32], rows
                 let x = &input[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
                 if pointwise {
                     for ci in 0..cin_g {
-                        col[ci * ld + r * p..ci * ld + (r + 1) * p].copy_from_slice(&x[ci * p..(ci + 1) * p]);
+                        col[ci * ld + r * p..ci * ld + (r + 1) * p]
+                            .copy_from_slice(&x[ci * p..(ci + 1) * p]);
                     }
                 } else {
                     im2col(c, x, (h, w), (oh, ow), &mut col, ld, r * p);
@@ -93,8 +102,13 @@ fn im2col(
                     }
                     let src = &x[ci * h * w + iy as usize * w..][..w];
                     for (ox, d) in line.iter_mut().enumerate() {
-                        let ix = (ox * c.stride.1 + kx * c.dilation.1) as isize - c.padding.1 as isize;
-                        *d = if ix < 0 || ix >= w as isize { 0.0 } else { src[ix as usize] };
+                        let ix =
+                            (ox * c.stride.1 + kx * c.dilation.1) as isize - c.padding.1 as isize;
+                        *d = if ix < 0 || ix >= w as isize {
+                            0.0
+                        } else {
+                            src[ix as usize]
+                        };
                     }
                 }
             }

@@ -5,7 +5,11 @@ use nshap_model::Activation;
 /// `out = x * scale[c] + shift[c]` where `c` is the channel of each element.
 pub fn affine(scale: &[f32], shift: &[f32], spatial: usize, input: &[f32], out: &mut [f32]) {
     let channels = scale.len();
-    for (i, (o, x)) in out.chunks_exact_mut(spatial).zip(input.chunks_exact(spatial)).enumerate() {
+    for (i, (o, x)) in out
+        .chunks_exact_mut(spatial)
+        .zip(input.chunks_exact(spatial))
+        .enumerate()
+    {
         let c = i % channels;
         for (o, &x) in o.iter_mut().zip(x) {
             *o = x * scale[c] + shift[c];
@@ -15,8 +19,14 @@ pub fn affine(scale: &[f32], shift: &[f32], spatial: usize, input: &[f32], out: 
 
 pub fn activation(act: Activation, input: &[f32], out: &mut [f32]) {
     match act {
-        Activation::Relu => out.iter_mut().zip(input).for_each(|(o, &x)| *o = x.max(0.0)),
-        _ => out.iter_mut().zip(input).for_each(|(o, &x)| *o = act.apply(x)),
+        Activation::Relu => out
+            .iter_mut()
+            .zip(input)
+            .for_each(|(o, &x)| *o = x.max(0.0)),
+        _ => out
+            .iter_mut()
+            .zip(input)
+            .for_each(|(o, &x)| *o = act.apply(x)),
     }
 }
 

@@ -14,7 +14,9 @@ pub fn run(graph: &Graph, node: &Node, inputs: &[&[f32]], rows: usize, out: &mut
     match &node.op {
         Op::Linear(l) => linear::linear(l, inputs[0], rows, out),
         Op::Conv2d(c) => conv::conv2d(c, in_shape, node.shape, inputs[0], rows, out),
-        Op::BatchNorm(bn) => elementwise::affine(&bn.scale, &bn.shift, in_shape.spatial(), inputs[0], out),
+        Op::BatchNorm(bn) => {
+            elementwise::affine(&bn.scale, &bn.shift, in_shape.spatial(), inputs[0], out)
+        }
         Op::Activation(a) => elementwise::activation(*a, inputs[0], out),
         Op::MaxPool2d(p) => pool::max_pool(p, in_shape, node.shape, inputs[0], rows, out),
         Op::AvgPool2d(p) => pool::avg_pool(p, in_shape, node.shape, inputs[0], rows, out),

@@ -10,19 +10,39 @@ fn dims(s: Shape) -> (usize, usize, usize) {
 }
 
 /// Visit each output position with the in-bounds window range `(y0..y1, x0..x1)`.
-fn windows(p: &Pool2d, h: usize, w: usize, oh: usize, ow: usize, mut f: impl FnMut(usize, [usize; 4])) {
+fn windows(
+    p: &Pool2d,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    mut f: impl FnMut(usize, [usize; 4]),
+) {
     for oy in 0..oh {
         let ys = (oy * p.stride.0) as isize - p.padding.0 as isize;
-        let (y0, y1) = (ys.max(0) as usize, ((ys + p.kernel.0 as isize) as usize).min(h));
+        let (y0, y1) = (
+            ys.max(0) as usize,
+            ((ys + p.kernel.0 as isize) as usize).min(h),
+        );
         for ox in 0..ow {
             let xs = (ox * p.stride.1) as isize - p.padding.1 as isize;
-            let (x0, x1) = (xs.max(0) as usize, ((xs + p.kernel.1 as isize) as usize).min(w));
+            let (x0, x1) = (
+                xs.max(0) as usize,
+                ((xs + p.kernel.1 as isize) as usize).min(w),
+            );
             f(oy * ow + ox, [y0, y1, x0, x1]);
         }
     }
 }
 
-pub fn max_pool(p: &Pool2d, input_shape: Shape, output_shape: Shape, input: &[f32], rows: usize, out: &mut [f32]) {
+pub fn max_pool(
+    p: &Pool2d,
+    input_shape: Shape,
+    output_shape: Shape,
+    input: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
     let (c, h, w) = dims(input_shape);
     let (_, oh, ow) = dims(output_shape);
     for plane in 0..rows * c {
@@ -40,7 +60,14 @@ pub fn max_pool(p: &Pool2d, input_shape: Shape, output_shape: Shape, input: &[f3
     }
 }
 
-pub fn avg_pool(p: &Pool2d, input_shape: Shape, output_shape: Shape, input: &[f32], rows: usize, out: &mut [f32]) {
+pub fn avg_pool(
+    p: &Pool2d,
+    input_shape: Shape,
+    output_shape: Shape,
+    input: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
     let (c, h, w) = dims(input_shape);
     let (_, oh, ow) = dims(output_shape);
     let area = (p.kernel.0 * p.kernel.1) as f32;
