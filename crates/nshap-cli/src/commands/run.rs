@@ -40,6 +40,7 @@ pub struct RunRecord {
 
 pub const RUN_FILE: &str = "run.json";
 pub const STATE_FILE: &str = "state.json";
+pub const PROGRESS_FILE: &str = "progress.json";
 
 pub fn read_record(dir: &Path) -> Result<RunRecord> {
     let path = dir.join(RUN_FILE);
@@ -131,7 +132,26 @@ pub fn execute(args: RunArgs) -> Result<()> {
     }
     let mut reporter = Reporter::new(spec.budget, &prepared.players);
     let mut last_save = Instant::now();
-    let save = |est: &AnyEstimator| write_atomic(&out.join(STATE_FILE), &est.save_state());
+    let labels: Vec<String> = (0..prepared.players.len())
+        .map(|i| {
+            let (node, channel) = prepared.players.label(i);
+            format!("{node}#{channel}")
+        })
+        .collect();
+    // progress.json: what a watcher (nshap serve) shows; state.json: what --resume reads.
+    let save = |est: &AnyEstimator| -> Result<()> {
+        let p = est.progress();
+        let progress = serde_json::json!({
+            "evaluations": p.evaluations,
+            "budget": p.budget,
+            "active": p.active,
+            "top_k": p.top_k.iter().map(|&i| labels[i].clone()).collect::<Vec<_>>(),
+            "done": p.done,
+            "elapsed_seconds": started.elapsed().as_secs_f64(),
+        });
+        write_atomic(&out.join(STATE_FILE), &est.save_state())?;
+        write_atomic(&out.join(PROGRESS_FILE), progress.to_string().as_bytes())
+    };
     while !estimator.is_done() {
         let progress = estimator
             .step(&mut prepared.game)
