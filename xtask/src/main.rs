@@ -39,7 +39,7 @@ fn main() -> Result<()> {
             run("cargo", &["bench", "--bench", "masked_eval"])?;
             run(
                 "cargo",
-                &["run", "--release", "--bin", "nshap", "--", "bench"],
+                &["run", "--release", "-p", "nshap-cli", "--", "bench"],
             )?;
             run("python3", &["benches/pytorch/masked_cnn.py"])
         }
