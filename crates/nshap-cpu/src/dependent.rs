@@ -4,7 +4,7 @@
 use crate::ops;
 use crate::plan::{LinearSuffix, Plan};
 use crate::shared::{gather_inputs, SharedCache};
-use nshap_model::{EvalSet, MaskBatch, Op, Source};
+use nshap_model::{EvalSet, MaskBatch, Source};
 
 /// One work item: coalitions `coalitions` of `masks` on cache rows `rows`.
 pub struct Item<'a> {
@@ -124,8 +124,8 @@ fn apply_mask(
     }
 }
 
-/// The linear-suffix fast path: per example, a table of each channel's contribution to the
-/// logits; per coalition-example, the sum of the present channels' rows.
+/// The linear-suffix fast path: the cache holds each example's per-channel contributions to
+/// the logits; a coalition-example is the sum of its present channels' rows.
 fn run_linear_suffix(
     plan: &Plan,
     suffix: &LinearSuffix,
@@ -134,36 +134,22 @@ fn run_linear_suffix(
     item: &Item<'_>,
     mut sink: impl FnMut(usize, usize, &[f32]),
 ) {
-    let layer = &plan.players.layers()[0];
-    let channels = layer.channels();
-    let Op::Linear(lin) = &plan.graph.nodes[suffix.linear_node].op else {
-        unreachable!()
-    };
-    let classes = lin.out_features;
-    let block = lin.in_features / channels;
-    let x = cache.gather(plan, suffix.player_node, item.rows);
-    // table[r][c][o] = W[o, block c] . (x_r[block c] - b_c)
-    let mut table = vec![0.0f32; item.rows.len() * channels * classes];
-    for (r, xr) in x.chunks_exact(lin.in_features).enumerate() {
-        for c in 0..channels {
-            let xs = &xr[c * block..(c + 1) * block];
-            let b = layer.baseline[c];
-            let t = &mut table[(r * channels + c) * classes..][..classes];
-            for (o, to) in t.iter_mut().enumerate() {
-                let w = &lin.weight[o * lin.in_features + c * block..][..block];
-                *to = w.iter().zip(xs).map(|(w, x)| w * (x - b)).sum();
-            }
-        }
-    }
+    let channels = plan.players.layers()[0].channels();
+    let classes = suffix.base_logits.len();
+    let table = cache
+        .suffix_table
+        .as_deref()
+        .expect("the cache has the suffix table");
+    let stride = channels * classes;
     let mut logits = vec![0.0f32; classes];
     let offset = plan.players.offset(0);
+    let mut present = Vec::with_capacity(channels);
     for coalition in item.coalitions.clone() {
-        let present: Vec<usize> = (0..channels)
-            .filter(|&c| masks.contains(coalition, offset + c))
-            .collect();
-        for r in 0..item.rows.len() {
+        present.clear();
+        present.extend((0..channels).filter(|&c| masks.contains(coalition, offset + c)));
+        for (r, &row) in item.rows.iter().enumerate() {
             logits.copy_from_slice(&suffix.base_logits);
-            let tr = &table[r * channels * classes..(r + 1) * channels * classes];
+            let tr = &table[row * stride..(row + 1) * stride];
             for &c in &present {
                 for (l, t) in logits.iter_mut().zip(&tr[c * classes..(c + 1) * classes]) {
                     *l += t;
