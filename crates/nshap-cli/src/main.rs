@@ -31,6 +31,8 @@ enum Command {
     Devices,
     /// Masked forward throughput, CPU and GPU side by side.
     Bench(commands::bench::BenchArgs),
+    /// Headless job server: HTTP JSON API, job queue, results (docs/server.md).
+    Serve(nshap_server::ServeArgs),
 }
 
 fn main() {
@@ -46,6 +48,7 @@ fn main() {
         Command::Report(a) => commands::report::execute(a),
         Command::Devices => commands::devices::execute(),
         Command::Bench(a) => commands::bench::execute(a),
+        Command::Serve(a) => nshap_server::main(a),
     };
     if let Err(e) = result {
         // One line: the error and its causes, never a backtrace.
