@@ -6,8 +6,8 @@ use nshap_model::Backend;
 
 /// The GPU backend; with `hardware_only`, refuse software adapters (lavapipe): on such a
 /// machine the CPU backend is faster.
-pub fn gpu_backend(hardware_only: bool) -> Result<Box<dyn Backend>> {
-    let gpu = GpuBackend::new(GpuOptions::default())?;
+pub fn gpu_backend(hardware_only: bool, options: GpuOptions) -> Result<Box<dyn Backend>> {
+    let gpu = GpuBackend::new(options)?;
     if hardware_only && gpu.is_cpu_adapter() {
         bail!(
             "the only adapter is a software one ({})",

@@ -34,4 +34,4 @@ mod setup;
 
 pub use game::{to_mask_batch, NetworkGame};
 pub use gpu_glue::list_adapters;
-pub use setup::{make_backend, resolve_players, BackendChoice};
+pub use setup::{make_backend, make_backend_with, resolve_players, BackendChoice};

@@ -28,15 +28,21 @@ impl FromStr for BackendChoice {
     }
 }
 
-/// Build the chosen backend.
+/// Build the chosen backend with default options.
 pub fn make_backend(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    make_backend_with(choice, nshap_gpu::GpuOptions::default())
+}
+
+/// Build the chosen backend; `gpu` options apply when a GPU is used (the CPU computes in f32).
+pub fn make_backend_with(
+    choice: BackendChoice,
+    gpu: nshap_gpu::GpuOptions,
+) -> Result<Box<dyn Backend>> {
     match choice {
         BackendChoice::Cpu => Ok(Box::new(CpuBackend::default())),
-        BackendChoice::Gpu => crate::gpu_glue::gpu_backend(false).context("--backend gpu"),
-        BackendChoice::Auto => {
-            Ok(crate::gpu_glue::gpu_backend(true)
-                .unwrap_or_else(|_| Box::new(CpuBackend::default())))
-        }
+        BackendChoice::Gpu => crate::gpu_glue::gpu_backend(false, gpu).context("--backend gpu"),
+        BackendChoice::Auto => Ok(crate::gpu_glue::gpu_backend(true, gpu)
+            .unwrap_or_else(|_| Box::new(CpuBackend::default()))),
     }
 }
 

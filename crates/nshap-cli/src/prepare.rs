@@ -4,7 +4,7 @@ use crate::model_args::{demo_dir, DataArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use nshap::estimate::{CommonOptions, Method};
 use nshap::model::{BackendInfo, Baseline, EvalJob, EvalSet, Graph, Metric, Players};
-use nshap::{make_backend, resolve_players, BackendChoice, NetworkGame};
+use nshap::{make_backend_with, resolve_players, BackendChoice, NetworkGame};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -55,6 +55,15 @@ pub struct RunSpec {
     /// Coalitions per game call.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
+    /// GPU storage precision: f32, or f16 (weights and activations stored in f16, f32
+    /// accumulation; needs SHADER_F16). The CPU backend always computes in f32.
+    #[arg(long, default_value = "f32")]
+    #[serde(default = "default_precision")]
+    pub precision: String,
+}
+
+fn default_precision() -> String {
+    "f32".into()
 }
 
 /// A run ready to go.
@@ -157,7 +166,19 @@ impl RunSpec {
             data: data.clone(),
             metric: metric.clone(),
         };
-        let evaluator = make_backend(backend)?
+        let precision = match self.precision.as_str() {
+            "f32" => nshap::gpu::Precision::F32,
+            "f16" => nshap::gpu::Precision::F16,
+            other => bail!("unknown --precision {other:?}: expected f32 or f16"),
+        };
+        if precision == nshap::gpu::Precision::F16 && backend == BackendChoice::Cpu {
+            bail!("--precision f16 applies to the GPU backend; the CPU backend computes in f32");
+        }
+        let gpu_options = nshap::gpu::GpuOptions {
+            precision,
+            ..Default::default()
+        };
+        let evaluator = make_backend_with(backend, gpu_options)?
             .prepare(job)
             .context("preparing the backend")?;
         let info = evaluator.info();
