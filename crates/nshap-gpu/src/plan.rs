@@ -341,6 +341,7 @@ mod tests {
                 out_features: out,
                 weight: vec![0.0; inp * out],
                 bias: vec![0.0; out],
+                has_bias: true,
             }),
             inputs: vec![source],
             shape: Shape::Features(out),

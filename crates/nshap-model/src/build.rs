@@ -155,7 +155,8 @@ fn build_op(
             let out = wshape[0];
             let (weight, _) = ctx.tensors.f32(wname, Some(&[out, inf]))?;
             let bias = bias(ctx, out)?;
-            (Op::Linear(Linear { in_features: inf, out_features: out, weight, bias }), Shape::Features(out))
+            let has_bias = ns.bias.is_some();
+            (Op::Linear(Linear { in_features: inf, out_features: out, weight, bias, has_bias }), Shape::Features(out))
         }
         "conv2d" => {
             let (c, h, w) = ctx.image(in_shape)?;
@@ -194,6 +195,7 @@ fn build_op(
                 groups,
                 weight,
                 bias,
+                has_bias: ns.bias.is_some(),
             };
             (Op::Conv2d(conv), Shape::Image { c: out, h: oh, w: ow })
         }

@@ -23,6 +23,8 @@ pub struct Linear {
     pub weight: Vec<f32>,
     /// Always `out_features` long (zeros when the spec gave no bias).
     pub bias: Vec<f32>,
+    /// Whether the spec named a bias tensor (for parameter counts; `bias` is always usable).
+    pub has_bias: bool,
 }
 
 /// A 2-D convolution in PyTorch's layout: weight `[out, in/groups, kh, kw]`, NCHW activations.
@@ -38,6 +40,8 @@ pub struct Conv2d {
     pub weight: Vec<f32>,
     /// Always `out_channels` long (zeros when the spec gave no bias).
     pub bias: Vec<f32>,
+    /// Whether the spec named a bias tensor (for parameter counts; `bias` is always usable).
+    pub has_bias: bool,
 }
 
 /// Eval-mode batch normalisation reduced to a per-channel affine map `y = scale * x + shift`,

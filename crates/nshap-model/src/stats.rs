@@ -3,22 +3,14 @@
 use crate::graph::{Graph, Node, Op};
 
 /// Learned parameters of a node, counted as PyTorch's `numel()` over `parameters()`:
-/// weights and biases (only when the spec had one: a zero bias is counted as absent),
+/// weights and biases (when the spec named one),
 /// batchnorm gamma and beta (running statistics are buffers, not parameters).
 pub fn parameters(node: &Node) -> usize {
     match &node.op {
-        Op::Linear(l) => l.weight.len() + nonzero_bias(&l.bias),
-        Op::Conv2d(c) => c.weight.len() + nonzero_bias(&c.bias),
+        Op::Linear(l) => l.weight.len() + if l.has_bias { l.bias.len() } else { 0 },
+        Op::Conv2d(c) => c.weight.len() + if c.has_bias { c.bias.len() } else { 0 },
         Op::BatchNorm(bn) => 2 * bn.scale.len(),
         _ => 0,
-    }
-}
-
-fn nonzero_bias(bias: &[f32]) -> usize {
-    if bias.iter().all(|&b| b == 0.0) {
-        0
-    } else {
-        bias.len()
     }
 }
 

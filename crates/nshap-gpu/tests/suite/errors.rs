@@ -29,6 +29,7 @@ fn tiny_graph() -> Graph {
                 out_features: 2,
                 weight: vec![0.5; 6],
                 bias: vec![0.0; 2],
+                has_bias: true,
             }),
             inputs: vec![Source::Input],
             shape: Shape::Features(2),

@@ -90,6 +90,7 @@ fn conv(
         groups: g,
         weight: random_vec(&mut rng, cout * cin / g * k.0 * k.1, 0.5),
         bias: random_vec(&mut rng, cout, 0.5),
+        has_bias: true,
     })
 }
 
@@ -106,6 +107,7 @@ fn linear_matches_reference() {
         out_features: o,
         weight: random_vec(&mut rng, i * o, 0.3),
         bias: random_vec(&mut rng, o, 0.3),
+        has_bias: true,
     });
     check("linear", Shape::Features(i), op, Shape::Features(o), 2);
 }
@@ -202,6 +204,7 @@ fn activations_fused_into_linear_match_reference() {
                         out_features: o,
                         weight: random_vec(&mut rng, i * o, 1.5),
                         bias: random_vec(&mut rng, o, 1.0),
+                        has_bias: true,
                     }),
                     vec![Source::Node(0)],
                     Shape::Features(o),
