@@ -28,8 +28,11 @@ pub use nshap_estimate as estimate;
 pub use nshap_gpu as gpu;
 pub use nshap_model as model;
 
+pub mod ablation;
 mod game;
 mod gpu_glue;
+pub mod measures;
+pub mod rank;
 mod setup;
 
 pub use game::{to_mask_batch, NetworkGame};

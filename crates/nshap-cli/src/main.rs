@@ -1,6 +1,7 @@
 //! The `nshap` command.
 
 mod commands;
+mod game_args;
 mod model_args;
 mod output;
 mod plot;
@@ -27,6 +28,12 @@ enum Command {
     Ablate(commands::ablate::AblateArgs),
     /// Summarise a run directory and draw per-layer values.
     Report(commands::report::ReportArgs),
+    /// Interactions between neurons: Harsanyi dividends or Shapley interaction index.
+    Interactions(Box<commands::interactions::InteractionsArgs>),
+    /// Per-neuron class selectivity, gradient sensitivity, Taylor estimate and leave-one-out.
+    Measures(Box<commands::measures::MeasuresArgs>),
+    /// Compare a run's Shapley values with the other measures: correlations, scatter, ablation.
+    Compare(commands::compare::CompareArgs),
     /// List GPU adapters.
     Devices,
     /// Masked forward throughput, CPU and GPU side by side.
@@ -46,6 +53,9 @@ fn main() {
         Command::Run(a) => commands::run::execute(*a),
         Command::Ablate(a) => commands::ablate::execute(a),
         Command::Report(a) => commands::report::execute(a),
+        Command::Interactions(a) => commands::interactions::execute(*a),
+        Command::Measures(a) => commands::measures::execute(*a),
+        Command::Compare(a) => commands::compare::execute(a),
         Command::Devices => commands::devices::execute(),
         Command::Bench(a) => commands::bench::execute(a),
         Command::Serve(a) => nshap_server::main(a),

@@ -24,6 +24,20 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ablation_panel(&root, metric, curves)?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The ablation chart drawn into `root` (no fill, no present: it may be one panel of several).
+fn ablation_panel<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    metric: &str,
+    curves: &[Curve<'_>],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let k_max = curves
         .iter()
         .map(|c| c.values.len())
@@ -42,7 +56,7 @@ where
         (a.min(v), b.max(v))
     });
     let pad = ((hi - lo) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(
             format!("{metric} after removing k players"),
             ("sans-serif", 22),
@@ -86,10 +100,9 @@ where
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerLeft)
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
@@ -190,4 +203,280 @@ pub fn layer_bars(rows: &[ValueRow], path: &Path) -> Result<()> {
     let png = path.with_extension("png");
     draw_layers(BitMapBackend::new(&png, size).into_drawing_area(), rows)
         .with_context(|| format!("drawing {}", png.display()))
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Blue (negative) - white (0) - red (positive), `t` in [-1, 1].
+fn diverging(t: f64) -> RGBColor {
+    let t = t.clamp(-1.0, 1.0);
+    let mix = |a: u8, b: u8, w: f64| (a as f64 + (b as f64 - a as f64) * w).round() as u8;
+    if t >= 0.0 {
+        RGBColor(mix(255, 180, t), mix(255, 20, t), mix(255, 30, t))
+    } else {
+        RGBColor(mix(255, 30, -t), mix(255, 80, -t), mix(255, 190, -t))
+    }
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    matrix: &[Vec<f64>],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 - 115);
+    let m = labels.len();
+    let scale = matrix
+        .iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, v| a.max(v.abs()))
+        .max(1e-12);
+    let font = if m > 32 {
+        9
+    } else if m > 16 {
+        11
+    } else {
+        13
+    };
+    // Rows carry full `node:channel` labels; columns a short one (the channel when every player
+    // is in one node, else the row number) so they fit unrotated.
+    let node_of = |l: &String| l.rsplit_once(':').map(|(n, _)| n.to_owned());
+    let one_node = labels.iter().all(|l| node_of(l) == node_of(&labels[0]));
+    let short: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match (one_node, l.rsplit_once(':')) {
+            (true, Some((_, c))) => c.to_owned(),
+            _ => i.to_string(),
+        })
+        .collect();
+    let x_desc = match (one_node, labels.first().and_then(node_of)) {
+        (true, Some(node)) => format!("{node} channel"),
+        _ => "row number".to_owned(),
+    };
+    let at = |names: &[String], x: f64| -> String {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < m {
+            names[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    let mut chart = ChartBuilder::on(&main)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(50)
+        .y_label_area_size(100)
+        .build_cartesian_2d(-0.5f64..m as f64 - 0.5, m as f64 - 0.5..-0.5f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(m)
+        .y_labels(m)
+        .x_label_formatter(&|x| at(&short, *x))
+        .y_label_formatter(&|y| at(labels, *y))
+        .x_label_style(("sans-serif", font))
+        .y_label_style(("sans-serif", font))
+        .x_desc(x_desc)
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(
+            (0..m)
+                .flat_map(|i| (0..m).map(move |j| (i, j)))
+                .map(|(i, j)| {
+                    let v = matrix[i][j];
+                    let color = if v.is_finite() {
+                        diverging(v / scale)
+                    } else {
+                        RGBColor(225, 225, 225)
+                    };
+                    Rectangle::new(
+                        [
+                            (j as f64 - 0.5, i as f64 - 0.5),
+                            (j as f64 + 0.5, i as f64 + 0.5),
+                        ],
+                        color.filled(),
+                    )
+                }),
+        )
+        .map_err(err)?;
+    // colour bar: -scale .. +scale
+    let mut cbar = ChartBuilder::on(&bar)
+        .margin_top(60)
+        .margin_bottom(100)
+        .margin_right(10)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..1f64, -scale..scale)
+        .map_err(err)?;
+    cbar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(7)
+        .y_label_style(("sans-serif", 13))
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .draw()
+        .map_err(err)?;
+    let steps = 100;
+    cbar.draw_series((0..steps).map(|s| {
+        let lo = -scale + 2.0 * scale * s as f64 / steps as f64;
+        let hi = -scale + 2.0 * scale * (s + 1) as f64 / steps as f64;
+        Rectangle::new(
+            [(0.0, lo), (1.0, hi)],
+            diverging((lo + hi) / 2.0 / scale).filled(),
+        )
+    }))
+    .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Heatmap of a symmetric pairwise matrix (NaN = not computed, drawn grey), .svg and .png.
+pub fn heatmap(path: &Path, title: &str, labels: &[String], matrix: &[Vec<f64>]) -> Result<()> {
+    let side = (420 + 18 * labels.len() as u32).clamp(600, 1400);
+    let size = (side + 115, side);
+    draw_heatmap(
+        SVGBackend::new(path, size).into_drawing_area(),
+        title,
+        labels,
+        matrix,
+    )
+    .with_context(|| format!("drawing {}", path.display()))?;
+    let png = path.with_extension("png");
+    draw_heatmap(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        title,
+        labels,
+        matrix,
+    )
+    .with_context(|| format!("drawing {}", png.display()))
+}
+
+/// One scatter panel of the comparison figure: a measure (x) against Shapley value (y).
+pub struct Scatter<'a> {
+    pub x_label: &'a str,
+    pub x: &'a [f64],
+    pub y: &'a [f64],
+    /// Spearman correlation shown in the caption.
+    pub rho: Option<f64>,
+}
+
+/// Axis tick text: plain decimals for ordinary magnitudes, scientific for tiny or huge ones.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-2..1e4).contains(&a) {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+fn range(values: &[f64]) -> std::ops::Range<f64> {
+    let (lo, hi) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return -1.0..1.0;
+    }
+    let pad = ((hi - lo) * 0.06).max(1e-9);
+    (lo - pad)..(hi + pad)
+}
+
+fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &Scatter<'_>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let rho = s
+        .rho
+        .map_or_else(|| "undefined".into(), |r| format!("{r:.2}"));
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("Shapley vs {} (Spearman {rho})", s.x_label),
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(range(s.x), range(s.y))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(s.x_label)
+        .y_desc("Shapley value")
+        .x_labels(5)
+        .y_labels(6)
+        .x_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(
+            s.x.iter()
+                .zip(s.y)
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .map(|(&x, &y)| Circle::new((x, y), 3, RGBColor(30, 90, 200).mix(0.7).filled())),
+        )
+        .map_err(err)?;
+    Ok(())
+}
+
+fn draw_compare<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    metric: &str,
+    scatters: &[Scatter<'_>],
+    curves: &[Curve<'_>],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(430);
+    for (area, s) in top
+        .split_evenly((1, scatters.len().max(1)))
+        .iter()
+        .zip(scatters)
+    {
+        scatter_panel(area, s)?;
+    }
+    ablation_panel(&bottom, metric, curves)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// The comparison figure: one scatter per measure above the ablation curves (.svg and .png).
+pub fn compare(
+    path: &Path,
+    metric: &str,
+    scatters: &[Scatter<'_>],
+    curves: &[Curve<'_>],
+) -> Result<()> {
+    let size = (1600, 1000);
+    draw_compare(
+        SVGBackend::new(path, size).into_drawing_area(),
+        metric,
+        scatters,
+        curves,
+    )
+    .with_context(|| format!("drawing {}", path.display()))?;
+    let png = path.with_extension("png");
+    draw_compare(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        metric,
+        scatters,
+        curves,
+    )
+    .with_context(|| format!("drawing {}", png.display()))
 }

@@ -82,6 +82,36 @@ pub struct Prepared {
 }
 
 impl RunSpec {
+    /// A spec that only describes a game (model, data, players, baseline, metric, backend), for
+    /// commands that evaluate coalitions without running an estimator.
+    pub fn for_game(
+        model: ModelArgs,
+        data: DataArgs,
+        players: Vec<String>,
+        baseline: String,
+        metric: String,
+        backend: String,
+    ) -> RunSpec {
+        RunSpec {
+            model,
+            data,
+            players,
+            baseline,
+            method: "permutation".into(),
+            metric,
+            top_k: 1,
+            budget: 1,
+            examples_per_eval: None,
+            backend,
+            seed: 0,
+            delta: 0.2,
+            epsilon: 0.0,
+            truncation_tolerance: 0.2,
+            batch_size: 1024,
+            precision: default_precision(),
+        }
+    }
+
     /// Fill in the shipped demo when no model was given. Returns true if it did.
     pub fn apply_demo_defaults(&mut self) -> Result<bool> {
         if !self.model.is_empty() || self.data.data.is_some() {

@@ -71,3 +71,57 @@ impl Reporter {
         }
     }
 }
+
+/// Progress of a plain count (coalitions enumerated, evaluations spent): a bar on a terminal,
+/// a log line every 2 s otherwise.
+pub struct Counter {
+    bar: Option<ProgressBar>,
+    what: &'static str,
+    total: u64,
+    last_log: Instant,
+    started: Instant,
+}
+
+impl Counter {
+    pub fn new(total: u64, what: &'static str) -> Counter {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(&format!(
+                    "{{bar:30}} {{pos}}/{{len}} {what}  [{{elapsed_precise}}, ETA {{eta}}]"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Counter {
+            bar,
+            what,
+            total,
+            last_log: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn set(&mut self, done: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done.min(self.total)),
+            None if self.last_log.elapsed() >= Duration::from_secs(2) || done >= self.total => {
+                eprintln!(
+                    "[{:6.1}s] {done}/{} {}",
+                    self.started.elapsed().as_secs_f64(),
+                    self.total,
+                    self.what
+                );
+                self.last_log = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

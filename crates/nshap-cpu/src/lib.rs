@@ -10,7 +10,9 @@
 
 mod dependent;
 mod evaluator;
+pub mod grad;
 mod means;
+pub mod measures;
 pub mod ops;
 mod plan;
 mod pushdown;
@@ -18,6 +20,7 @@ mod shared;
 
 pub use evaluator::{CpuEvaluator, CpuOptions};
 pub use means::activation_means;
+pub use measures::{neuron_measures, LayerMeasures};
 
 use nshap_model::{Backend, BackendError, EvalJob, Evaluator};
 

@@ -43,6 +43,22 @@ pub enum ConfigError {
     },
     #[error("unknown method {found:?}: expected one of exact, permutation, tmab, cmcs, loo")]
     UnknownMethod { found: String },
+    #[error("unknown interaction index {found:?}: expected one of moebius, sii")]
+    UnknownInteractionIndex { found: String },
+    #[error("a value table of n = {n} players needs 2^{n} = {expected} values, got {found}")]
+    TableLength {
+        n: usize,
+        expected: usize,
+        found: usize,
+    },
+    #[error("player {player} is out of range: the game has {n_players} players (0..{n_players})")]
+    PlayerOutOfRange { player: usize, n_players: usize },
+    #[error("one round of sampled SII needs 8 evaluations per pair, {needed} for {pairs} pairs, but the budget is {budget}")]
+    BudgetTooSmallForSii {
+        pairs: usize,
+        needed: u64,
+        budget: u64,
+    },
 }
 
 impl ConfigError {

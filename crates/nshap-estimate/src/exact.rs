@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{check_common, CommonOptions, Method};
 use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
-use crate::game::{evaluate_unique, Game, GameError};
+use crate::game::{evaluate_unique, Evaluated, Game, GameError};
 use crate::result::{
     rank_status, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress, Status,
 };
@@ -90,38 +90,58 @@ impl Exact {
     }
 
     /// `(shapley, banzhaf)` from the full table.
-    ///
-    /// Marginals are summed per coalition size before weighting: each size's weight
-    /// `s! (n-s-1)! / n!` then multiplies one sum instead of 2^(n-1) products, which keeps the
-    /// efficiency residual at rounding level (< 1e-12).
     fn values_from_table(&self) -> (Vec<f64>, Vec<f64>) {
-        let n = self.n;
-        let v = &self.values;
-        // weight(s) = 1 / (n * C(n-1, s)), exact in f64 for n <= 20
-        let mut binom = vec![1.0f64; n];
-        for s in 1..n {
-            binom[s] = binom[s - 1] * (n - s) as f64 / s as f64;
-        }
-        let mut shapley = vec![0.0; n];
-        let mut banzhaf = vec![0.0; n];
-        let mut by_size = vec![0.0f64; n];
-        for i in 0..n {
-            by_size.iter_mut().for_each(|x| *x = 0.0);
-            let bit = 1usize << i;
-            for mask in 0..v.len() {
-                if mask & bit == 0 {
-                    by_size[mask.count_ones() as usize] += v[mask | bit] - v[mask];
-                }
-            }
-            shapley[i] = by_size
-                .iter()
-                .zip(&binom)
-                .map(|(sum, c)| sum / (n as f64 * c))
-                .sum();
-            banzhaf[i] = by_size.iter().sum::<f64>() / (1u64 << (n - 1)) as f64;
-        }
-        (shapley, banzhaf)
+        shapley_banzhaf(self.n, &self.values)
     }
+}
+
+/// Evaluates the coalitions `masks` (bit `i` of a mask = player `i`, so `n <= 64`) in one game
+/// call, all under draw id 0: the enumeration step shared by [`Exact`] and
+/// [`ValueTable`](crate::interactions::ValueTable).
+pub(crate) fn evaluate_masks(
+    game: &mut dyn Game,
+    n: usize,
+    masks: std::ops::Range<u64>,
+) -> Result<Evaluated, GameError> {
+    let mut batch = crate::CoalitionBatch::with_capacity(n, (masks.end - masks.start) as usize);
+    for mask in masks {
+        batch.push_row_unchecked(&[mask], 0);
+    }
+    evaluate_unique(game, &batch)
+}
+
+/// `(shapley, banzhaf)` from a full table `v[mask]` of `n` players: shared by [`Exact`] and
+/// [`ValueTable`](crate::interactions::ValueTable).
+///
+/// Marginals are summed per coalition size before weighting: each size's weight
+/// `s! (n-s-1)! / n!` then multiplies one sum instead of 2^(n-1) products, which keeps the
+/// efficiency residual at rounding level (< 1e-12).
+pub(crate) fn shapley_banzhaf(n: usize, v: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    debug_assert_eq!(v.len(), 1usize << n);
+    // weight(s) = 1 / (n * C(n-1, s)), exact in f64 for n <= 20
+    let mut binom = vec![1.0f64; n];
+    for s in 1..n {
+        binom[s] = binom[s - 1] * (n - s) as f64 / s as f64;
+    }
+    let mut shapley = vec![0.0; n];
+    let mut banzhaf = vec![0.0; n];
+    let mut by_size = vec![0.0f64; n];
+    for i in 0..n {
+        by_size.iter_mut().for_each(|x| *x = 0.0);
+        let bit = 1usize << i;
+        for mask in 0..v.len() {
+            if mask & bit == 0 {
+                by_size[mask.count_ones() as usize] += v[mask | bit] - v[mask];
+            }
+        }
+        shapley[i] = by_size
+            .iter()
+            .zip(&binom)
+            .map(|(sum, c)| sum / (n as f64 * c))
+            .sum();
+        banzhaf[i] = by_size.iter().sum::<f64>() / (1u64 << (n - 1)) as f64;
+    }
+    (shapley, banzhaf)
 }
 
 impl Estimator for Exact {
@@ -136,11 +156,7 @@ impl Estimator for Exact {
             return Ok(self.progress());
         }
         let end = (self.next + self.config.batch_size as u64).min(self.total());
-        let mut batch = crate::CoalitionBatch::with_capacity(self.n, (end - self.next) as usize);
-        for mask in self.next..end {
-            batch.push_row_unchecked(&[mask], 0);
-        }
-        let e = evaluate_unique(game, &batch)?;
+        let e = evaluate_masks(game, self.n, self.next..end)?;
         self.values.extend_from_slice(&e.values);
         self.evaluations += e.evaluations;
         self.next = end;

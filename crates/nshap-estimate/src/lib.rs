@@ -6,6 +6,8 @@
 //! * Estimators: [`Exact`] (n <= 20, also Banzhaf), [`Permutation`] (antithetic, truncated),
 //!   [`Tmab`] (TMAB-Shapley top-k bandit), [`Cmcs`] (comparable marginal contributions, PAC
 //!   top-k), [`Loo`] (leave-one-out).
+//! * [`interactions`]: Harsanyi dividends and the Shapley interaction index, exact from a
+//!   [`ValueTable`] (n <= 20) or sampled pairwise for any n ([`SampledSii`]).
 //! * Build any of them by name with [`AnyEstimator::new`]`(method, &CommonOptions, n, seed)`,
 //!   drive it with [`run`] or [`Estimator::step`], checkpoint with [`Estimator::save_state`] and
 //!   restore with [`AnyEstimator::from_state`]: the restored run continues bit-for-bit.
@@ -46,6 +48,7 @@ pub mod estimator;
 pub mod exact;
 pub mod game;
 pub mod games;
+pub mod interactions;
 pub mod loo;
 pub mod permutation;
 pub mod result;
@@ -60,6 +63,9 @@ pub use error::{BatchError, ConfigError, EvalError, StateError};
 pub use estimator::{run, AnyEstimator, Estimator, EstimatorConfig, STATE_FORMAT};
 pub use exact::{Exact, ExactConfig, MAX_EXACT_PLAYERS};
 pub use game::{evaluate_unique, Evaluated, Game, GameError};
+pub use interactions::{
+    Interaction, InteractionIndex, SampledSii, SampledSiiConfig, SiiProgress, ValueTable,
+};
 pub use loo::{Loo, LooConfig};
 pub use permutation::{Permutation, PermutationConfig};
 pub use result::{

@@ -6,11 +6,8 @@ use crate::output::{read_values, write_atomic};
 use crate::plot::{self, Curve};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use nshap::model::{Examples, MaskBatch};
+use nshap::ablation::{ablation_curves, leave_one_out, order_by, random_orders, Band};
 use plotters::style::RGBColor;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -28,13 +25,6 @@ pub struct AblateArgs {
     /// Override the run's backend (auto, cpu, gpu).
     #[arg(long)]
     pub backend: Option<String>,
-}
-
-/// The coalition with `removed` players absent.
-fn without(n: usize, removed: &[usize]) -> Vec<bool> {
-    let mut present = vec![true; n];
-    removed.iter().for_each(|&i| present[i] = false);
-    present
 }
 
 pub fn execute(args: AblateArgs) -> Result<()> {
@@ -71,49 +61,17 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     let bottom_order: Vec<usize> = shapley_order.iter().rev().copied().collect();
 
     let evaluator = prepared.game.evaluator_mut();
-    // Leave-one-out values: one batch of n + 1 coalitions.
-    let mut masks = MaskBatch::new(n);
-    masks.push_full();
-    for i in 0..n {
-        masks.push_bools(&without(n, &[i]));
-    }
-    let loo_values = evaluator.evaluate(Examples::All, &masks)?;
-    let mut loo_order: Vec<usize> = (0..n).collect();
-    loo_order.sort_by(|&a, &b| {
-        (loo_values[0] - loo_values[b + 1])
-            .total_cmp(&(loo_values[0] - loo_values[a + 1]))
-            .then(a.cmp(&b))
-    });
-
-    let mut orders = vec![shapley_order, loo_order, bottom_order];
-    for seed in 0..args.random_seeds {
-        let mut o: Vec<usize> = (0..n).collect();
-        o.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            spec.seed.wrapping_add(1000 + seed),
-        ));
-        orders.push(o);
-    }
-    let mut masks = MaskBatch::new(n);
-    for order in &orders {
-        for k in 0..=k_max {
-            masks.push_bools(&without(n, &order[..k]));
-        }
-    }
-    let values = evaluator.evaluate(Examples::All, &masks)?;
-    let curve = |o: usize| -> Vec<f64> { values[o * (k_max + 1)..(o + 1) * (k_max + 1)].to_vec() };
-    let (shapley, loo, bottom) = (curve(0), curve(1), curve(2));
-    let randoms: Vec<Vec<f64>> = (3..orders.len()).map(curve).collect();
-    let stat =
-        |k: usize, f: fn(f64, f64) -> f64, init: f64| randoms.iter().map(|r| r[k]).fold(init, f);
-    let r_mean: Vec<f64> = (0..=k_max)
-        .map(|k| randoms.iter().map(|r| r[k]).sum::<f64>() / randoms.len().max(1) as f64)
-        .collect();
-    let r_low: Vec<f64> = (0..=k_max)
-        .map(|k| stat(k, f64::min, f64::INFINITY))
-        .collect();
-    let r_high: Vec<f64> = (0..=k_max)
-        .map(|k| stat(k, f64::max, f64::NEG_INFINITY))
-        .collect();
+    let (_, loo_drop) = leave_one_out(evaluator, n)?;
+    let mut orders = vec![shapley_order, order_by(&loo_drop), bottom_order];
+    orders.extend(random_orders(n, args.random_seeds, spec.seed));
+    let curves = ablation_curves(evaluator, n, &orders, k_max)?;
+    let (shapley, loo, bottom) = (&curves[0], &curves[1], &curves[2]);
+    let randoms = &curves[3..];
+    let band = Band::of(randoms);
+    let nan = vec![f64::NAN; k_max + 1];
+    let (r_mean, r_low, r_high) = band
+        .as_ref()
+        .map_or((&nan, &nan, &nan), |b| (&b.mean, &b.low, &b.high));
 
     let mut csv =
         String::from("k,shapley_top,loo_top,random_mean,random_min,random_max,shapley_bottom\n");
@@ -131,19 +89,19 @@ pub fn execute(args: AblateArgs) -> Result<()> {
         Curve {
             label: "top-k by Shapley",
             color: RGBColor(200, 30, 30),
-            values: &shapley,
+            values: shapley,
             band: None,
         },
         Curve {
             label: "top-k by leave-one-out",
             color: RGBColor(30, 90, 200),
-            values: &loo,
+            values: loo,
             band: None,
         },
         Curve {
             label: "bottom-k by Shapley",
             color: RGBColor(30, 150, 60),
-            values: &bottom,
+            values: bottom,
             band: None,
         },
     ];
@@ -151,8 +109,8 @@ pub fn execute(args: AblateArgs) -> Result<()> {
         curves.push(Curve {
             label: "random order (mean, min-max band)",
             color: RGBColor(110, 110, 110),
-            values: &r_mean,
-            band: Some((&r_low, &r_high)),
+            values: r_mean,
+            band: Some((r_low, r_high)),
         });
     }
     let figure = args.from.join("ablation.svg");

@@ -1,6 +1,9 @@
 pub mod ablate;
 pub mod bench;
+pub mod compare;
 pub mod devices;
 pub mod inspect;
+pub mod interactions;
+pub mod measures;
 pub mod report;
 pub mod run;

@@ -115,3 +115,140 @@ fn im2col(
         }
     }
 }
+
+/// Vector-Jacobian product of [`conv2d`] with respect to its input (the weights are constants):
+/// `grad_in += conv2d^T(grad_out)` for `rows` examples, accumulated into `grad_in`.
+///
+/// Per channel group and batch of rows, one GEMM `col = W_g^T · grad_out_g` (`[k, rows * oh*ow]`)
+/// followed by col2im, the transpose of [`im2col`]: every column entry is added back to the input
+/// position its patch element was read from (out-of-bounds, i.e. padding, entries are dropped).
+/// This handles stride, padding, dilation and groups exactly as the forward does.
+pub fn conv2d_backward(
+    c: &Conv2d,
+    in_shape: Shape,
+    out_shape: Shape,
+    grad_out: &[f32],
+    rows: usize,
+    grad_in: &mut [f32],
+) {
+    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
+    else {
+        unreachable!("conv2d shapes are images (checked at load)");
+    };
+    let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
+    let k = cin_g * c.kernel.0 * c.kernel.1;
+    let p = oh * ow;
+    let in_row = c.in_channels * h * w;
+    let out_row = c.out_channels * p;
+    let pointwise = c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0);
+    let batch = (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1));
+    let mut col = vec![0.0f32; k * p * batch];
+    let mut tmp = vec![0.0f32; cout_g * p * batch];
+    for start in (0..rows).step_by(batch) {
+        let nb = batch.min(rows - start);
+        let ld = nb * p;
+        for g in 0..c.groups {
+            // tmp: [cout_g, nb * p], column (r, pos): this group's output gradient.
+            for r in 0..nb {
+                for o in 0..cout_g {
+                    let src = &grad_out[(start + r) * out_row + (g * cout_g + o) * p..][..p];
+                    tmp[o * ld + r * p..o * ld + (r + 1) * p].copy_from_slice(src);
+                }
+            }
+            let wg = &c.weight[g * cout_g * k..(g + 1) * cout_g * k];
+            // SAFETY: wg is [cout_g, k] row-major, read transposed as [k, cout_g] (row stride 1,
+            // column stride k); tmp is [cout_g, ld]; col is [k, ld]. All hold enough values.
+            unsafe {
+                matrixmultiply::sgemm(
+                    k,
+                    cout_g,
+                    ld,
+                    1.0,
+                    wg.as_ptr(),
+                    1,
+                    k as isize,
+                    tmp.as_ptr(),
+                    ld as isize,
+                    1,
+                    0.0,
+                    col.as_mut_ptr(),
+                    ld as isize,
+                    1,
+                );
+            }
+            for r in 0..nb {
+                let x = &mut grad_in[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
+                if pointwise {
+                    for ci in 0..cin_g {
+                        let src = &col[ci * ld + r * p..ci * ld + (r + 1) * p];
+                        x[ci * p..(ci + 1) * p]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(d, &s)| *d += s);
+                    }
+                } else {
+                    col2im(c, &col, ld, r * p, (h, w), (oh, ow), x);
+                }
+            }
+        }
+    }
+}
+
+/// The output positions `o` (of `n_out`) whose input coordinate `o * stride + offset - pad` lies
+/// in `0..n_in`, as a range.
+fn valid_range(
+    n_out: usize,
+    n_in: usize,
+    stride: usize,
+    offset: usize,
+    pad: usize,
+) -> (usize, usize) {
+    // o * stride + offset >= pad  <=>  o >= ceil((pad - offset) / stride)
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    // o * stride + offset < n_in + pad  <=>  o < ceil((n_in + pad - offset) / stride)
+    let hi = if offset >= n_in + pad {
+        0
+    } else {
+        (n_in + pad - offset).div_ceil(stride)
+    };
+    (lo.min(n_out), hi.min(n_out).max(lo.min(n_out)))
+}
+
+/// Add columns `offset..offset + oh*ow` of `col` (`[k, ld]`) back into one example's channel
+/// group `x` (`[cin_g, h, w]`): the transpose of [`im2col`].
+fn col2im(
+    c: &Conv2d,
+    col: &[f32],
+    ld: usize,
+    offset: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    x: &mut [f32],
+) {
+    let cin_g = c.in_channels / c.groups;
+    let (kh, kw) = c.kernel;
+    let (sy, sx) = c.stride;
+    for ci in 0..cin_g {
+        let plane = &mut x[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..kh {
+            let (oy0, oy1) = valid_range(oh, h, sy, ky * c.dilation.0, c.padding.0);
+            for kx in 0..kw {
+                let (ox0, ox1) = valid_range(ow, w, sx, kx * c.dilation.1, c.padding.1);
+                let krow = (ci * kh + ky) * kw + kx;
+                let src = &col[krow * ld + offset..krow * ld + offset + oh * ow];
+                for oy in oy0..oy1 {
+                    let iy = oy * sy + ky * c.dilation.0 - c.padding.0;
+                    let line = &mut plane[iy * w..(iy + 1) * w];
+                    let s = &src[oy * ow..(oy + 1) * ow];
+                    for ox in ox0..ox1 {
+                        line[ox * sx + kx * c.dilation.1 - c.padding.1] += s[ox];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! `nshap interactions`: which neurons work together. Harsanyi (Möbius) dividends and the
+//! Shapley interaction index, exact over all 2^n coalitions (n <= 20) or, for pairs, sampled
+//! with standard errors on games of any size.
+
+use crate::game_args::{player_label, run_values, GameArgs};
+use crate::output::write_atomic;
+use crate::plot;
+use crate::progress::Counter;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nshap::estimate::interactions::{
+    Interaction, InteractionIndex, SampledSii, SampledSiiConfig, ValueTable,
+};
+use nshap::estimate::MAX_EXACT_PLAYERS;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct InteractionsArgs {
+    #[command(flatten)]
+    pub game: GameArgs,
+    /// Only interactions among the top K players of the --from run (by Shapley value). The game
+    /// still has all the run's players.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// moebius (Harsanyi dividends) or sii (Shapley interaction index).
+    #[arg(long, default_value = "sii")]
+    pub index: String,
+    /// Largest interaction order written (moebius: orders 1..=K, default every order; sii:
+    /// orders 2..=K, default 2).
+    #[arg(long, value_name = "K")]
+    pub order: Option<usize>,
+    /// exact (all 2^n coalitions, n <= 20), sampled (pairwise SII, any n), or auto (exact when
+    /// n <= 20).
+    #[arg(long, default_value = "auto")]
+    pub method: String,
+    /// Most coalition evaluations for --method sampled.
+    #[arg(long, default_value_t = 100_000)]
+    pub budget: u64,
+    /// Seed of the sampled estimator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Coalitions per backend call.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    /// Output directory (default: the --from run directory, else nshap-interactions).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// What identifies a game's coalition table: a cached table is reused only when all of it
+/// matches (so `--index moebius` then `--index sii` enumerate once).
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct TableKey {
+    model_digest: String,
+    data_digest: String,
+    players: Vec<String>,
+    n_players: usize,
+    baseline: String,
+    metric: String,
+    examples_per_eval: Option<usize>,
+    seed: u64,
+}
+
+const TABLE_FILE: &str = "coalition-values.f64";
+const TABLE_KEY_FILE: &str = "coalition-values.json";
+
+fn load_table(out: &Path, key: &TableKey) -> Option<ValueTable> {
+    let stored: TableKey =
+        serde_json::from_str(&std::fs::read_to_string(out.join(TABLE_KEY_FILE)).ok()?).ok()?;
+    if &stored != key {
+        return None;
+    }
+    let bytes = std::fs::read(out.join(TABLE_FILE)).ok()?;
+    let values: Vec<f64> = bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    ValueTable::from_values(key.n_players, values).ok()
+}
+
+fn save_table(out: &Path, key: &TableKey, table: &ValueTable) -> Result<()> {
+    let bytes: Vec<u8> = table
+        .values()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_atomic(&out.join(TABLE_FILE), &bytes)?;
+    write_atomic(
+        &out.join(TABLE_KEY_FILE),
+        serde_json::to_string_pretty(key)?.as_bytes(),
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Method {
+    Exact,
+    Sampled,
+}
+
+/// Checks every argument that can be checked before loading anything heavy; `n` is the game's
+/// player count and `selected` how many players interactions are reported for.
+fn choose_method(
+    args: &InteractionsArgs,
+    index: InteractionIndex,
+    n: usize,
+    selected: usize,
+) -> Result<(Method, usize)> {
+    let method = match args.method.as_str() {
+        "exact" => Method::Exact,
+        "sampled" => Method::Sampled,
+        "auto" if n <= MAX_EXACT_PLAYERS || index == InteractionIndex::Moebius => Method::Exact,
+        "auto" => Method::Sampled,
+        other => bail!("unknown --method {other:?}: expected exact, sampled or auto"),
+    };
+    if method == Method::Exact && n > MAX_EXACT_PLAYERS {
+        bail!(
+            "exact interactions enumerate all 2^n coalitions of the game's players: {n} players is \
+             more than {MAX_EXACT_PLAYERS}; use --index sii --method sampled (with --top K for pairs \
+             among the top K), or fewer players"
+        );
+    }
+    if method == Method::Sampled && index == InteractionIndex::Moebius {
+        bail!("--index moebius is computed exactly only (n <= {MAX_EXACT_PLAYERS}); use --index sii for --method sampled");
+    }
+    let min_order = match index {
+        InteractionIndex::Moebius => 1,
+        InteractionIndex::Sii => 2,
+    };
+    let order = match (args.order, index) {
+        (Some(k), _) => k,
+        (None, InteractionIndex::Moebius) => selected,
+        (None, InteractionIndex::Sii) => 2,
+    };
+    if order < min_order || order > selected {
+        bail!("--order {order} must be between {min_order} and the {selected} players selected",);
+    }
+    if method == Method::Sampled && order != 2 {
+        bail!("--method sampled estimates pairwise interactions only: use --order 2");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    Ok((method, order))
+}
+
+pub fn execute(args: InteractionsArgs) -> Result<()> {
+    let started = Instant::now();
+    let index: InteractionIndex = args
+        .index
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--index {:?}: {e}", args.index))?;
+    if args.top.is_some() && args.game.from.is_none() {
+        bail!("--top K needs --from DIR: the finished run whose top K players to use");
+    }
+    let source = args.game.resolve()?;
+    if source.demo {
+        eprintln!(
+            "no model given: using the shipped digits CNN (assets/digits-cnn), players {}",
+            source.spec.players.join(",")
+        );
+    }
+    let spec = source.spec;
+    let mut prepared = spec.prepare()?;
+    let players = prepared.players.clone();
+    let n = players.len();
+    let selection: Vec<usize> = match (args.top, &source.run) {
+        (Some(k), Some((dir, _))) => {
+            if k < 2 || k > n {
+                bail!("--top {k} must be between 2 and the number of players ({n})");
+            }
+            let (_, values) = run_values(dir, &players)?;
+            nshap::rank::top_k(&values, k)
+        }
+        _ => (0..n).collect(),
+    };
+    let (method, order) = choose_method(&args, index, n, selection.len())?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| source.run.as_ref().map(|(d, _)| d.clone()))
+        .unwrap_or_else(|| PathBuf::from("nshap-interactions"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    eprintln!(
+        "{}: {} players in {}, {} examples, {} interactions among {} players ({}), metric {}, backend {} ({})",
+        prepared.model_description,
+        n,
+        spec.players.join(","),
+        prepared.data.len(),
+        args.index,
+        selection.len(),
+        if method == Method::Exact { "exact" } else { "sampled" },
+        prepared.metric.name(),
+        prepared.info.backend,
+        prepared.info.device
+    );
+
+    let mut evaluations = 0u64;
+    let mut reused_table = false;
+    let mut shapley: Option<Vec<f64>> = None;
+    let mut rows: Vec<Interaction> = match method {
+        Method::Exact => {
+            let key = TableKey {
+                model_digest: prepared.model_digest.clone(),
+                data_digest: prepared.data_digest.clone(),
+                players: spec.players.clone(),
+                n_players: n,
+                baseline: spec.baseline.clone(),
+                metric: prepared.metric.name(),
+                examples_per_eval: spec.examples_per_eval,
+                seed: spec.seed,
+            };
+            let table = match load_table(&out, &key) {
+                Some(t) => {
+                    reused_table = true;
+                    eprintln!("reusing the 2^{n} coalition values in {}", out.display());
+                    t
+                }
+                None => {
+                    let mut counter = Counter::new(1u64 << n, "coalitions");
+                    let table =
+                        ValueTable::enumerate(&mut prepared.game, args.batch_size, |done, _| {
+                            counter.set(done)
+                        })
+                        .map_err(|e| anyhow::anyhow!("enumerating coalitions: {e}"))?;
+                    counter.finish();
+                    save_table(&out, &key, &table)?;
+                    evaluations = table.evaluations();
+                    table
+                }
+            };
+            shapley = Some(table.shapley());
+            match index {
+                InteractionIndex::Moebius => table.moebius(order, Some(&selection)),
+                InteractionIndex::Sii => table.sii(order, Some(&selection)),
+            }
+        }
+        Method::Sampled => {
+            let mut pairs = Vec::new();
+            for (a, &i) in selection.iter().enumerate() {
+                for &j in &selection[a + 1..] {
+                    pairs.push((i.min(j), i.max(j)));
+                }
+            }
+            let config = SampledSiiConfig {
+                budget: args.budget,
+                batch_size: args.batch_size,
+                seed: args.seed,
+            };
+            let mut estimator = SampledSii::new(config, n, pairs).context("--method sampled")?;
+            let mut counter = Counter::new(args.budget, "evaluations");
+            while !estimator.is_done() {
+                let p = estimator
+                    .step(&mut prepared.game)
+                    .map_err(|e| anyhow::anyhow!("sampling interactions: {e}"))?;
+                counter.set(p.evaluations);
+            }
+            counter.finish();
+            evaluations = estimator.progress().evaluations;
+            estimator.result()
+        }
+    };
+    rows.sort_by(|a, b| {
+        b.value
+            .abs()
+            .total_cmp(&a.value.abs())
+            .then_with(|| a.players.cmp(&b.players))
+    });
+
+    let label = |p: usize| player_label(&players, p);
+    let mut csv = String::from("players,order,value,stderr\n");
+    for r in &rows {
+        let names: Vec<String> = r.players.iter().map(|&p| label(p)).collect();
+        let _ = writeln!(
+            csv,
+            "{},{},{},{}",
+            names.join(";"),
+            r.players.len(),
+            r.value,
+            r.stderr
+        );
+    }
+    write_atomic(&out.join("interactions.csv"), csv.as_bytes())?;
+
+    // The pairwise matrix over the selection (at most 64 players drawn).
+    let shown: Vec<usize> = selection.iter().copied().take(64).collect();
+    let mut matrix = vec![vec![f64::NAN; shown.len()]; shown.len()];
+    for r in rows.iter().filter(|r| r.players.len() == 2) {
+        let (a, b) = (r.players[0], r.players[1]);
+        if let (Some(x), Some(y)) = (
+            shown.iter().position(|&p| p == a),
+            shown.iter().position(|&p| p == b),
+        ) {
+            matrix[x][y] = r.value;
+            matrix[y][x] = r.value;
+        }
+    }
+    let labels: Vec<String> = shown.iter().map(|&p| label(p)).collect();
+    let title = format!(
+        "{} ({}), metric {}",
+        match index {
+            InteractionIndex::Moebius => "pairwise Harsanyi dividends",
+            InteractionIndex::Sii => "pairwise Shapley interaction index",
+        },
+        if method == Method::Exact {
+            "exact"
+        } else {
+            "sampled"
+        },
+        prepared.metric.name()
+    );
+    plot::heatmap(&out.join("interactions.svg"), &title, &labels, &matrix)?;
+
+    let report = serde_json::json!({
+        "index": args.index,
+        "method": if method == Method::Exact { "exact" } else { "sampled" },
+        "order": order,
+        "game_players": n,
+        "player_layers": spec.players,
+        "selected": selection.iter().map(|&p| label(p)).collect::<Vec<_>>(),
+        "from": source.run.as_ref().map(|(d, _)| d.display().to_string()),
+        "top": args.top,
+        "metric": prepared.metric.name(),
+        "baseline": spec.baseline,
+        "budget": (method == Method::Sampled).then_some(args.budget),
+        "seed": args.seed,
+        "evaluations": evaluations,
+        "reused_coalition_table": reused_table,
+        "interactions": rows.len(),
+        "shapley_of_selected": shapley.as_ref().map(|s| selection.iter().map(|&p| (label(p), s[p])).collect::<Vec<_>>()),
+        "model_digest": prepared.model_digest,
+        "data_digest": prepared.data_digest,
+        "backend": prepared.info,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+    });
+    write_atomic(
+        &out.join("interactions.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+
+    println!(
+        "strongest interactions ({} of {}):",
+        rows.len().min(10),
+        rows.len()
+    );
+    for r in rows.iter().take(10) {
+        let names: Vec<String> = r.players.iter().map(|&p| label(p)).collect();
+        if method == Method::Exact {
+            println!("  {:>12.6}  {}", r.value, names.join(" + "));
+        } else {
+            println!(
+                "  {:>12.6} ± {:.6}  {}",
+                r.value,
+                r.stderr,
+                names.join(" + ")
+            );
+        }
+    }
+    println!(
+        "{evaluations} coalition evaluations in {:.1} s; wrote {}/interactions.csv, interactions.json, interactions.svg, interactions.png",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
