@@ -8,7 +8,11 @@
 //! - [`model`]: the `nshap.model.v1` spec, safetensors loading, graph, metrics, the backend trait;
 //! - [`cpu`] and [`gpu`]: the two backends;
 //! - [`estimate`]: games and estimators (exact, permutation, TMAB, CMCS, leave-one-out);
-//! - [`NetworkGame`]: a network + a backend + an eval set as a game.
+//! - [`NetworkGame`]: a network + a backend + an eval set as a game;
+//! - beyond single values: interactions between neurons ([`estimate::interactions`]: Harsanyi
+//!   dividends and the Shapley interaction index, exact or sampled), per-neuron
+//!   [`measures`] (class selectivity, Jacobian sensitivity, Taylor estimate, leave-one-out),
+//!   [`rank`] agreement between rankings and [`ablation`] curves (`docs/measures.md`).
 //!
 //! ```no_run
 //! use nshap::model::{load_model, load_eval_set, DataOptions, EvalJob, Metric, Baseline};
@@ -20,6 +24,43 @@
 //! let backend = nshap::make_backend(nshap::BackendChoice::Cpu)?;
 //! let job = EvalJob { graph: Arc::new(graph), players, data: Arc::new(data), metric: Metric::Accuracy };
 //! let mut evaluator = backend.prepare(job)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Which neurons work together, and does Shapley value agree with cheaper measures? On the
+//! shipped MLP (16 players: one exact enumeration of 2^16 coalitions serves Shapley values and
+//! every interaction):
+//!
+//! ```
+//! use nshap::estimate::interactions::ValueTable;
+//! use nshap::model::{load_eval_set, load_model, Baseline, DataOptions, EvalJob, Metric};
+//! use nshap::{make_backend, resolve_players, BackendChoice, NetworkGame};
+//! use std::sync::Arc;
+//! # fn main() -> anyhow::Result<()> {
+//! let dir = std::path::Path::new("assets/digits-mlp");
+//! let graph = Arc::new(load_model(&dir.join("model.json"), &dir.join("weights.safetensors"))?);
+//! let data = Arc::new(load_eval_set(&dir.join("eval.safetensors"), &graph, &DataOptions::default())?);
+//! let players = resolve_players(&graph, &data, &["relu2".to_string()], Baseline::Zero)?;
+//! let job = EvalJob { graph: graph.clone(), players: players.clone(), data: data.clone(), metric: Metric::NegLoss };
+//! let mut evaluator = make_backend(BackendChoice::Cpu)?.prepare(job)?;
+//!
+//! // Per-neuron measures: gradients on the CPU, leave-one-out on the evaluator's backend.
+//! let measures = nshap::measures::neuron_measures(&graph, &data, &players, evaluator.as_mut())?;
+//!
+//! // All 2^16 coalition values once; Shapley values and pairwise SII both come from them.
+//! let mut game = NetworkGame::new(evaluator, players.len(), data.len(), None, 0);
+//! let table = ValueTable::enumerate(&mut game, 4096, |_done, _total| {})
+//!     .map_err(|e| anyhow::anyhow!(e))?;
+//! let shapley = table.shapley();
+//! let mut pairs = table.sii(2, None);
+//! pairs.sort_by(|a, b| b.value.abs().total_cmp(&a.value.abs()));
+//! println!("strongest pair: {:?} ({:.4})", pairs[0].players, pairs[0].value);
+//!
+//! // Does leave-one-out rank the neurons as Shapley value does?
+//! let loo: Vec<f64> = measures.iter().map(|m| m.loo).collect();
+//! let rho = nshap::rank::spearman(&shapley, &loo);
+//! println!("Spearman(Shapley, LOO) = {rho:?}");
+//! assert_eq!(pairs.len(), 16 * 15 / 2);
 //! # Ok(()) }
 //! ```
 

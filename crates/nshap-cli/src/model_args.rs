@@ -48,6 +48,14 @@ pub fn parse_dims(text: &str) -> Result<Vec<usize>, String> {
     }
 }
 
+/// A duration in seconds: finite and not negative (a clap value parser).
+pub fn seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!("expected a number of seconds >= 0, found {text:?}")),
+    }
+}
+
 /// A loaded model and where it came from.
 pub struct LoadedModel {
     pub graph: Graph,

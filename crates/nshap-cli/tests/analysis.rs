@@ -463,3 +463,67 @@ fn bad_analysis_arguments_get_one_clear_line_each() {
     ]));
     assert_one_line_error(&o, &["values.csv"]);
 }
+
+/// `kill -9` in the middle of a sampled run, then the same command again: it continues from the
+/// checkpoint and writes the same interactions.csv, byte for byte, as a run never interrupted.
+#[test]
+fn sampled_interactions_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut a = strings(&["interactions"]);
+        a.extend(model_args("digits-cnn"));
+        a.extend(strings(&[
+            "--players",
+            "relu2",
+            "--method",
+            "sampled",
+            "--budget",
+            "150000",
+            "--batch-size",
+            "2048",
+            "--seed",
+            "5",
+            "--checkpoint-secs",
+            "0.05",
+            "--out",
+        ]));
+        a.push(out.to_string_lossy().into_owned());
+        a
+    };
+    let whole = dir.path().join("whole");
+    ok(&args(&whole));
+    let want = std::fs::read(whole.join("interactions.csv")).unwrap();
+    assert!(
+        !whole.join("interactions-state.json").exists(),
+        "removed when done"
+    );
+
+    let cut = dir.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nshap"))
+        .current_dir(repo())
+        .args(args(&cut))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = cut.join("interactions-state.json");
+    let started = std::time::Instant::now();
+    while !state.exists() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        state.exists() && !cut.join("interactions.csv").exists(),
+        "the run finished before it could be killed; raise the budget"
+    );
+    let o = nshap(&args(&cut));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("continuing the sampled run"), "{stderr}");
+    assert_eq!(std::fs::read(cut.join("interactions.csv")).unwrap(), want);
+}

@@ -15,7 +15,9 @@ use nshap::estimate::MAX_EXACT_PLAYERS;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct InteractionsArgs {
@@ -48,6 +50,10 @@ pub struct InteractionsArgs {
     /// Output directory (default: the --from run directory, else nshap-interactions).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Seconds between checkpoints of a sampled run (also saved on Ctrl-C). Running the same
+    /// command again continues from the checkpoint.
+    #[arg(long, default_value_t = 2.0, value_parser = crate::model_args::seconds)]
+    pub checkpoint_secs: f64,
 }
 
 /// What identifies a game's coalition table: a cached table is reused only when all of it
@@ -64,6 +70,18 @@ struct TableKey {
     seed: u64,
 }
 
+/// A sampled run's checkpoint: the estimator's state and everything that must match to resume.
+#[derive(Serialize, Deserialize)]
+struct SampledCheckpoint {
+    key: TableKey,
+    selection: Vec<usize>,
+    budget: u64,
+    seed: u64,
+    batch_size: usize,
+    state: SampledSii,
+}
+
+const STATE_FILE: &str = "interactions-state.json";
 const TABLE_FILE: &str = "coalition-values.f64";
 const TABLE_KEY_FILE: &str = "coalition-values.json";
 
@@ -197,21 +215,21 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
         prepared.info.device
     );
 
+    let key = TableKey {
+        model_digest: prepared.model_digest.clone(),
+        data_digest: prepared.data_digest.clone(),
+        players: spec.players.clone(),
+        n_players: n,
+        baseline: spec.baseline.clone(),
+        metric: prepared.metric.name(),
+        examples_per_eval: spec.examples_per_eval,
+        seed: spec.seed,
+    };
     let mut evaluations = 0u64;
     let mut reused_table = false;
     let mut shapley: Option<Vec<f64>> = None;
     let mut rows: Vec<Interaction> = match method {
         Method::Exact => {
-            let key = TableKey {
-                model_digest: prepared.model_digest.clone(),
-                data_digest: prepared.data_digest.clone(),
-                players: spec.players.clone(),
-                n_players: n,
-                baseline: spec.baseline.clone(),
-                metric: prepared.metric.name(),
-                examples_per_eval: spec.examples_per_eval,
-                seed: spec.seed,
-            };
             let table = match load_table(&out, &key) {
                 Some(t) => {
                     reused_table = true;
@@ -238,28 +256,9 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
             }
         }
         Method::Sampled => {
-            let mut pairs = Vec::new();
-            for (a, &i) in selection.iter().enumerate() {
-                for &j in &selection[a + 1..] {
-                    pairs.push((i.min(j), i.max(j)));
-                }
-            }
-            let config = SampledSiiConfig {
-                budget: args.budget,
-                batch_size: args.batch_size,
-                seed: args.seed,
-            };
-            let mut estimator = SampledSii::new(config, n, pairs).context("--method sampled")?;
-            let mut counter = Counter::new(args.budget, "evaluations");
-            while !estimator.is_done() {
-                let p = estimator
-                    .step(&mut prepared.game)
-                    .map_err(|e| anyhow::anyhow!("sampling interactions: {e}"))?;
-                counter.set(p.evaluations);
-            }
-            counter.finish();
-            evaluations = estimator.progress().evaluations;
-            estimator.result()
+            let (r, e) = sample_pairs(&args, &mut prepared.game, key, &selection, n, &out)?;
+            evaluations = e;
+            r
         }
     };
     rows.sort_by(|a, b| {
@@ -364,4 +363,92 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Sampled pairwise SII among `selection`, checkpointed to `out` every `--checkpoint-secs` and
+/// on Ctrl-C; a checkpoint of the same job is continued (bit for bit) instead of restarted.
+fn sample_pairs(
+    args: &InteractionsArgs,
+    game: &mut nshap::NetworkGame,
+    key: TableKey,
+    selection: &[usize],
+    n: usize,
+    out: &Path,
+) -> Result<(Vec<Interaction>, u64)> {
+    let mut pairs = Vec::new();
+    for (a, &i) in selection.iter().enumerate() {
+        for &j in &selection[a + 1..] {
+            pairs.push((i.min(j), i.max(j)));
+        }
+    }
+    let state_path = out.join(STATE_FILE);
+    let resumed = std::fs::read_to_string(&state_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<SampledCheckpoint>(&text).ok())
+        .filter(|c| {
+            c.key == key
+                && c.selection == selection
+                && c.budget == args.budget
+                && c.seed == args.seed
+                && c.batch_size == args.batch_size
+        });
+    let mut estimator = match resumed {
+        Some(c) => {
+            eprintln!(
+                "continuing the sampled run checkpointed in {} ({} evaluations done)",
+                state_path.display(),
+                c.state.progress().evaluations
+            );
+            c.state
+        }
+        None => {
+            let config = SampledSiiConfig {
+                budget: args.budget,
+                batch_size: args.batch_size,
+                seed: args.seed,
+            };
+            SampledSii::new(config, n, pairs).context("--method sampled")?
+        }
+    };
+    let mut checkpoint = SampledCheckpoint {
+        key,
+        selection: selection.to_vec(),
+        budget: args.budget,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        state: estimator.clone(),
+    };
+    let mut save = |estimator: &SampledSii| -> Result<()> {
+        checkpoint.state = estimator.clone();
+        write_atomic(&state_path, serde_json::to_string(&checkpoint)?.as_bytes())
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut counter = Counter::new(args.budget, "evaluations");
+    let mut last_save = Instant::now();
+    while !estimator.is_done() {
+        let p = estimator
+            .step(game)
+            .map_err(|e| anyhow::anyhow!("sampling interactions: {e}"))?;
+        counter.set(p.evaluations);
+        if interrupted.load(Ordering::SeqCst) {
+            counter.finish();
+            save(&estimator)?;
+            bail!(
+                "interrupted after {} evaluations: state saved in {}; run the same command again to continue",
+                p.evaluations,
+                state_path.display()
+            );
+        }
+        if last_save.elapsed() >= Duration::from_secs_f64(args.checkpoint_secs) {
+            save(&estimator)?;
+            last_save = Instant::now();
+        }
+    }
+    counter.finish();
+    let _ = std::fs::remove_file(&state_path);
+    Ok((estimator.result(), estimator.progress().evaluations))
 }

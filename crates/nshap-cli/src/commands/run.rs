@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Seconds between checkpoints (also saved on Ctrl-C and at the end).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::model_args::seconds)]
     pub checkpoint_secs: f64,
 }
 
