@@ -66,6 +66,17 @@ fn truth() -> Value {
     .unwrap()
 }
 
+/// PyTorch's pairwise SII of the MLP's relu2 units for neg_loss, by pair.
+fn sii_truth(truth: &Value) -> HashMap<(usize, usize), f64> {
+    let index = |v: &Value| v.as_u64().unwrap() as usize;
+    truth["neg_loss"]["sii"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ((index(&r[0]), index(&r[1])), r[2].as_f64().unwrap()))
+        .collect()
+}
+
 /// interactions.csv rows: (player indices of relu2, order, value, stderr).
 type Row = (Vec<usize>, usize, f64, f64);
 
@@ -139,20 +150,7 @@ fn exact_interactions_match_pytorch_and_share_one_enumeration() {
     ok(&args);
     let rows = read_interactions(&out);
     assert_eq!(rows.len(), 120, "all pairs of 16 players");
-    let want: HashMap<(usize, usize), f64> = truth["neg_loss"]["sii"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                (
-                    r[0].as_u64().unwrap() as usize,
-                    r[1].as_u64().unwrap() as usize,
-                ),
-                r[2].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let want = sii_truth(&truth);
     let mut worst = 0.0f64;
     for (players, order, value, stderr) in &rows {
         assert_eq!(*order, 2);
@@ -237,20 +235,7 @@ fn sampled_interactions_measures_and_compare_on_a_run() {
     assert!(stdout.contains("±"), "{stdout}");
     let rows = read_interactions(&run);
     assert_eq!(rows.len(), 15, "pairs among the top 6");
-    let want: HashMap<(usize, usize), f64> = truth["neg_loss"]["sii"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                (
-                    r[0].as_u64().unwrap() as usize,
-                    r[1].as_u64().unwrap() as usize,
-                ),
-                r[2].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let want = sii_truth(&truth);
     let mut worst_z = 0.0f64;
     for (players, _, value, stderr) in &rows {
         assert!(*stderr > 0.0, "a sampled value has a positive stderr");

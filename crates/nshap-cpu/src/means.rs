@@ -1,7 +1,6 @@
 //! Mean activations of channels over an eval set, for the `mean` removal baseline.
 
-use crate::ops;
-use nshap_model::{EvalSet, Graph, Source};
+use nshap_model::{EvalSet, Graph};
 use rayon::prelude::*;
 
 /// Per-channel mean of each node in `nodes` over all examples (unmasked network), averaged over
@@ -16,20 +15,7 @@ pub fn activation_means(graph: &Graph, data: &EvalSet, nodes: &[usize]) -> Vec<V
             chunk
                 .iter()
                 .for_each(|&e| input.extend_from_slice(data.example(e)));
-            let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(graph.nodes.len());
-            for node in &graph.nodes {
-                let mut out = vec![0.0; rows * node.shape.numel()];
-                let inputs: Vec<&[f32]> = node
-                    .inputs
-                    .iter()
-                    .map(|s| match *s {
-                        Source::Input => input.as_slice(),
-                        Source::Node(j) => bufs[j].as_slice(),
-                    })
-                    .collect();
-                ops::run(graph, node, &inputs, rows, &mut out);
-                bufs.push(out);
-            }
+            let bufs = crate::grad::forward_all(graph, &input, rows);
             nodes
                 .iter()
                 .map(|&n| {
