@@ -1,5 +1,6 @@
 //! The `nshap` command.
 
+mod coalition_table;
 mod commands;
 mod game_args;
 mod model_args;

@@ -229,13 +229,25 @@ fn sampled_interactions_measures_and_compare_on_a_run() {
         a.extend(strings(extra));
         a
     };
+    // exact SII among the run's top 4: the run's own enumeration is reused (0 evaluations).
+    let want = sii_truth(&truth);
+    ok(&inter(&["--top", "4"]));
+    let rows = read_interactions(&run);
+    assert_eq!(rows.len(), 6, "pairs among the top 4");
+    for (players, _, value, _) in &rows {
+        assert!((value - want[&(players[0], players[1])]).abs() < 1e-6);
+    }
+    let r = report(&run, "interactions.json");
+    assert_eq!(r["method"], "exact");
+    assert_eq!(r["evaluations"], 0);
+    assert_eq!(r["reused_coalition_table"], true);
+
     let stdout = ok(&inter(&[
         "--top", "6", "--method", "sampled", "--budget", "60000", "--seed", "3",
     ]));
     assert!(stdout.contains("±"), "{stdout}");
     let rows = read_interactions(&run);
     assert_eq!(rows.len(), 15, "pairs among the top 6");
-    let want = sii_truth(&truth);
     let mut worst_z = 0.0f64;
     for (players, _, value, stderr) in &rows {
         assert!(*stderr > 0.0, "a sampled value has a positive stderr");

@@ -89,6 +89,15 @@ impl Exact {
         1u64 << self.n
     }
 
+    /// The enumerated coalition values once every one is in (`None` before): the same table
+    /// interactions are computed from, so an exact run's enumeration need not be repeated.
+    pub fn value_table(&self) -> Option<crate::interactions::ValueTable> {
+        if !self.is_done() {
+            return None;
+        }
+        crate::interactions::ValueTable::from_values(self.n, self.values.clone()).ok()
+    }
+
     /// `(shapley, banzhaf)` from the full table.
     fn values_from_table(&self) -> (Vec<f64>, Vec<f64>) {
         shapley_banzhaf(self.n, &self.values)

@@ -130,3 +130,41 @@ fn exact_hands_the_game_big_batches() {
     assert_eq!(r.diagnostics.evaluations, g.rows());
     assert!(g.calls.iter().all(|&c| c == 1024), "{:?}", g.calls);
 }
+
+/// A finished exact run hands over its enumeration: the same table `ValueTable::enumerate`
+/// builds, so interactions need no second pass over the 2^n coalitions.
+#[test]
+fn exact_run_exposes_its_coalition_table() {
+    use nshap_estimate::interactions::ValueTable;
+    use nshap_estimate::{Estimator, Exact, ExactConfig};
+    let mut game = Soum::random(8, 12, 1..=4, 7);
+    let mut est = Exact::new(
+        ExactConfig {
+            batch_size: 50,
+            top_k: 3,
+            ..ExactConfig::default()
+        },
+        8,
+        0,
+    )
+    .unwrap();
+    est.step(&mut game).unwrap();
+    assert!(
+        est.value_table().is_none(),
+        "not before every coalition is in"
+    );
+    while !est.is_done() {
+        est.step(&mut game).unwrap();
+    }
+    let from_run = est.value_table().unwrap();
+    let enumerated = ValueTable::enumerate(&mut game, 64, |_, _| {}).unwrap();
+    assert_eq!(from_run.values(), enumerated.values());
+    assert_eq!(
+        from_run.shapley(),
+        est.result()
+            .players
+            .iter()
+            .map(|p| p.value)
+            .collect::<Vec<_>>()
+    );
+}

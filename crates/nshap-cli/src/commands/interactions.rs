@@ -2,6 +2,7 @@
 //! Shapley interaction index, exact over all 2^n coalitions (n <= 20) or, for pairs, sampled
 //! with standard errors on games of any size.
 
+use crate::coalition_table::{self, TableKey};
 use crate::game_args::{player_label, run_values, GameArgs};
 use crate::output::write_atomic;
 use crate::plot;
@@ -56,20 +57,6 @@ pub struct InteractionsArgs {
     pub checkpoint_secs: f64,
 }
 
-/// What identifies a game's coalition table: a cached table is reused only when all of it
-/// matches (so `--index moebius` then `--index sii` enumerate once).
-#[derive(Serialize, Deserialize, PartialEq, Debug)]
-struct TableKey {
-    model_digest: String,
-    data_digest: String,
-    players: Vec<String>,
-    n_players: usize,
-    baseline: String,
-    metric: String,
-    examples_per_eval: Option<usize>,
-    seed: u64,
-}
-
 /// A sampled run's checkpoint: the estimator's state and everything that must match to resume.
 #[derive(Serialize, Deserialize)]
 struct SampledCheckpoint {
@@ -82,36 +69,6 @@ struct SampledCheckpoint {
 }
 
 const STATE_FILE: &str = "interactions-state.json";
-const TABLE_FILE: &str = "coalition-values.f64";
-const TABLE_KEY_FILE: &str = "coalition-values.json";
-
-fn load_table(out: &Path, key: &TableKey) -> Option<ValueTable> {
-    let stored: TableKey =
-        serde_json::from_str(&std::fs::read_to_string(out.join(TABLE_KEY_FILE)).ok()?).ok()?;
-    if &stored != key {
-        return None;
-    }
-    let bytes = std::fs::read(out.join(TABLE_FILE)).ok()?;
-    let values: Vec<f64> = bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
-    ValueTable::from_values(key.n_players, values).ok()
-}
-
-fn save_table(out: &Path, key: &TableKey, table: &ValueTable) -> Result<()> {
-    let bytes: Vec<u8> = table
-        .values()
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    write_atomic(&out.join(TABLE_FILE), &bytes)?;
-    write_atomic(
-        &out.join(TABLE_KEY_FILE),
-        serde_json::to_string_pretty(key)?.as_bytes(),
-    )
-}
-
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Method {
     Exact,
@@ -215,22 +172,13 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
         prepared.info.device
     );
 
-    let key = TableKey {
-        model_digest: prepared.model_digest.clone(),
-        data_digest: prepared.data_digest.clone(),
-        players: spec.players.clone(),
-        n_players: n,
-        baseline: spec.baseline.clone(),
-        metric: prepared.metric.name(),
-        examples_per_eval: spec.examples_per_eval,
-        seed: spec.seed,
-    };
+    let key = TableKey::new(&spec, &prepared);
     let mut evaluations = 0u64;
     let mut reused_table = false;
     let mut shapley: Option<Vec<f64>> = None;
     let mut rows: Vec<Interaction> = match method {
         Method::Exact => {
-            let table = match load_table(&out, &key) {
+            let table = match coalition_table::load(&out, &key) {
                 Some(t) => {
                     reused_table = true;
                     eprintln!("reusing the 2^{n} coalition values in {}", out.display());
@@ -244,7 +192,7 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
                         })
                         .map_err(|e| anyhow::anyhow!("enumerating coalitions: {e}"))?;
                     counter.finish();
-                    save_table(&out, &key, &table)?;
+                    coalition_table::save(&out, &key, &table)?;
                     evaluations = table.evaluations();
                     table
                 }

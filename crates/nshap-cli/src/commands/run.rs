@@ -1,5 +1,6 @@
 //! `nshap run`: estimate Shapley values, with progress, checkpoints and resume.
 
+use crate::coalition_table::{self, TableKey};
 use crate::output::{values_csv, write_atomic};
 use crate::prepare::{Prepared, RunSpec};
 use crate::progress::Reporter;
@@ -172,6 +173,12 @@ pub fn execute(args: RunArgs) -> Result<()> {
     }
     save(&estimator)?;
     reporter.finish();
+    if let AnyEstimator::Exact(exact) = &estimator {
+        // Keep the enumeration: `nshap interactions --from` computes every index from it.
+        if let Some(table) = exact.value_table() {
+            coalition_table::save(&out, &TableKey::new(&spec, &prepared), &table)?;
+        }
+    }
     let estimates = estimator.result();
     write_atomic(
         &out.join("values.csv"),
