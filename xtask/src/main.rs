@@ -53,7 +53,11 @@ fn run_task() -> Result<()> {
         // Retrain and re-export the shipped models (needs PyTorch and scikit-learn).
         "assets" => run("python3", &["assets/make_assets.py"]),
         // Regenerate the PyTorch fixtures (needs PyTorch).
-        "fixtures" => run("python3", &["tests/fixtures/make_fixtures.py"]),
+        "fixtures" => {
+            run("python3", &["tests/fixtures/make_fixtures.py"])?;
+            run("python3", &["tests/fixtures/make_measures.py"])?;
+            run("python3", &["tests/fixtures/make_interactions.py"])
+        }
         _ => bail!("usage: cargo xtask <ci|bench|assets|fixtures>"),
     }
 }
