@@ -1,9 +1,38 @@
 //! 2-D convolution as im2col + GEMM, batched over rows so each GEMM is large.
 
 use nshap_model::{Conv2d, Shape};
+use std::cell::RefCell;
 
 /// Upper bound on the im2col buffer (floats) so large images don't blow memory.
 const COL_BUDGET: usize = 4 << 20;
+
+thread_local! {
+    /// Per-thread (im2col columns, GEMM operand) scratch, grown as needed and reused across
+    /// calls. A fresh multi-megabyte `vec!` per call is returned to the OS and faulted in again
+    /// each time: on the digits ResNet with players in layer1 that was a quarter of all CPU time
+    /// spent in the kernel.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Run `f` with this thread's scratch buffers of (at least) the given lengths. Their contents are
+/// stale: every caller writes each entry before reading it.
+fn with_scratch<R>(
+    col_len: usize,
+    tmp_len: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (col, tmp) = &mut *guard;
+        if col.len() < col_len {
+            col.resize(col_len, 0.0);
+        }
+        if tmp.len() < tmp_len {
+            tmp.resize(tmp_len, 0.0);
+        }
+        f(&mut col[..col_len], &mut tmp[..tmp_len])
+    })
+}
 
 pub fn conv2d(
     c: &Conv2d,
@@ -25,55 +54,55 @@ pub fn conv2d(
     let pointwise = c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0);
     // Rows per GEMM: as many as fit the column budget.
     let batch = (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1));
-    let mut col = vec![0.0f32; k * p * batch];
-    let mut tmp = vec![0.0f32; cout_g * p * batch];
-    for start in (0..rows).step_by(batch) {
-        let nb = batch.min(rows - start);
-        for g in 0..c.groups {
-            // col: [k, nb * p]; column (r, pos).
-            let ld = nb * p;
-            for r in 0..nb {
-                let x = &input[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
-                if pointwise {
-                    for ci in 0..cin_g {
-                        col[ci * ld + r * p..ci * ld + (r + 1) * p]
-                            .copy_from_slice(&x[ci * p..(ci + 1) * p]);
+    with_scratch(k * p * batch, cout_g * p * batch, |col, tmp| {
+        for start in (0..rows).step_by(batch) {
+            let nb = batch.min(rows - start);
+            for g in 0..c.groups {
+                // col: [k, nb * p]; column (r, pos).
+                let ld = nb * p;
+                for r in 0..nb {
+                    let x = &input[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
+                    if pointwise {
+                        for ci in 0..cin_g {
+                            col[ci * ld + r * p..ci * ld + (r + 1) * p]
+                                .copy_from_slice(&x[ci * p..(ci + 1) * p]);
+                        }
+                    } else {
+                        im2col(c, x, (h, w), (oh, ow), col, ld, r * p);
                     }
-                } else {
-                    im2col(c, x, (h, w), (oh, ow), &mut col, ld, r * p);
                 }
-            }
-            let wg = &c.weight[g * cout_g * k..(g + 1) * cout_g * k];
-            // SAFETY: wg is [cout_g, k], col is [k, ld], tmp is [cout_g, ld]; strides match.
-            unsafe {
-                matrixmultiply::sgemm(
-                    cout_g,
-                    k,
-                    ld,
-                    1.0,
-                    wg.as_ptr(),
-                    k as isize,
-                    1,
-                    col.as_ptr(),
-                    ld as isize,
-                    1,
-                    0.0,
-                    tmp.as_mut_ptr(),
-                    ld as isize,
-                    1,
-                );
-            }
-            for r in 0..nb {
-                for o in 0..cout_g {
-                    let oc = g * cout_g + o;
-                    let dst = &mut out[(start + r) * out_row + oc * p..][..p];
-                    let src = &tmp[o * ld + r * p..o * ld + (r + 1) * p];
-                    let b = c.bias[oc];
-                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                let wg = &c.weight[g * cout_g * k..(g + 1) * cout_g * k];
+                // SAFETY: wg is [cout_g, k], col is [k, ld], tmp is [cout_g, ld]; strides match.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        cout_g,
+                        k,
+                        ld,
+                        1.0,
+                        wg.as_ptr(),
+                        k as isize,
+                        1,
+                        col.as_ptr(),
+                        ld as isize,
+                        1,
+                        0.0,
+                        tmp.as_mut_ptr(),
+                        ld as isize,
+                        1,
+                    );
+                }
+                for r in 0..nb {
+                    for o in 0..cout_g {
+                        let oc = g * cout_g + o;
+                        let dst = &mut out[(start + r) * out_row + oc * p..][..p];
+                        let src = &tmp[o * ld + r * p..o * ld + (r + 1) * p];
+                        let b = c.bias[oc];
+                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 /// Write the patches of one example's channel group into columns `offset..offset + oh*ow` of `col`.
@@ -142,56 +171,57 @@ pub fn conv2d_backward(
     let out_row = c.out_channels * p;
     let pointwise = c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0);
     let batch = (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1));
-    let mut col = vec![0.0f32; k * p * batch];
-    let mut tmp = vec![0.0f32; cout_g * p * batch];
-    for start in (0..rows).step_by(batch) {
-        let nb = batch.min(rows - start);
-        let ld = nb * p;
-        for g in 0..c.groups {
-            // tmp: [cout_g, nb * p], column (r, pos): this group's output gradient.
-            for r in 0..nb {
-                for o in 0..cout_g {
-                    let src = &grad_out[(start + r) * out_row + (g * cout_g + o) * p..][..p];
-                    tmp[o * ld + r * p..o * ld + (r + 1) * p].copy_from_slice(src);
-                }
-            }
-            let wg = &c.weight[g * cout_g * k..(g + 1) * cout_g * k];
-            // SAFETY: wg is [cout_g, k] row-major, read transposed as [k, cout_g] (row stride 1,
-            // column stride k); tmp is [cout_g, ld]; col is [k, ld]. All hold enough values.
-            unsafe {
-                matrixmultiply::sgemm(
-                    k,
-                    cout_g,
-                    ld,
-                    1.0,
-                    wg.as_ptr(),
-                    1,
-                    k as isize,
-                    tmp.as_ptr(),
-                    ld as isize,
-                    1,
-                    0.0,
-                    col.as_mut_ptr(),
-                    ld as isize,
-                    1,
-                );
-            }
-            for r in 0..nb {
-                let x = &mut grad_in[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
-                if pointwise {
-                    for ci in 0..cin_g {
-                        let src = &col[ci * ld + r * p..ci * ld + (r + 1) * p];
-                        x[ci * p..(ci + 1) * p]
-                            .iter_mut()
-                            .zip(src)
-                            .for_each(|(d, &s)| *d += s);
+    with_scratch(k * p * batch, cout_g * p * batch, |col, tmp| {
+        for start in (0..rows).step_by(batch) {
+            let nb = batch.min(rows - start);
+            let ld = nb * p;
+            for g in 0..c.groups {
+                // tmp: [cout_g, nb * p], column (r, pos): this group's output gradient.
+                for r in 0..nb {
+                    for o in 0..cout_g {
+                        let src = &grad_out[(start + r) * out_row + (g * cout_g + o) * p..][..p];
+                        tmp[o * ld + r * p..o * ld + (r + 1) * p].copy_from_slice(src);
                     }
-                } else {
-                    col2im(c, &col, ld, r * p, (h, w), (oh, ow), x);
+                }
+                let wg = &c.weight[g * cout_g * k..(g + 1) * cout_g * k];
+                // SAFETY: wg is [cout_g, k] row-major, read transposed as [k, cout_g] (row stride 1,
+                // column stride k); tmp is [cout_g, ld]; col is [k, ld]. All hold enough values.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        k,
+                        cout_g,
+                        ld,
+                        1.0,
+                        wg.as_ptr(),
+                        1,
+                        k as isize,
+                        tmp.as_ptr(),
+                        ld as isize,
+                        1,
+                        0.0,
+                        col.as_mut_ptr(),
+                        ld as isize,
+                        1,
+                    );
+                }
+                for r in 0..nb {
+                    let x =
+                        &mut grad_in[(start + r) * in_row + g * cin_g * h * w..][..cin_g * h * w];
+                    if pointwise {
+                        for ci in 0..cin_g {
+                            let src = &col[ci * ld + r * p..ci * ld + (r + 1) * p];
+                            x[ci * p..(ci + 1) * p]
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, &s)| *d += s);
+                        }
+                    } else {
+                        col2im(c, col, ld, r * p, (h, w), (oh, ow), x);
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 /// The output positions `o` (of `n_out`) whose input coordinate `o * stride + offset - pad` lies
