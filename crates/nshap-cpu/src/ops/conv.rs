@@ -149,7 +149,7 @@ fn im2col(
 /// `grad_in += conv2d^T(grad_out)` for `rows` examples, accumulated into `grad_in`.
 ///
 /// Per channel group and batch of rows, one GEMM `col = W_g^T · grad_out_g` (`[k, rows * oh*ow]`)
-/// followed by col2im, the transpose of [`im2col`]: every column entry is added back to the input
+/// followed by col2im, the transpose of `im2col`: every column entry is added back to the input
 /// position its patch element was read from (out-of-bounds, i.e. padding, entries are dropped).
 /// This handles stride, padding, dilation and groups exactly as the forward does.
 pub fn conv2d_backward(
