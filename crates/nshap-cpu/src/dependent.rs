@@ -39,9 +39,13 @@ pub fn run_item(
         let numel = node.shape.numel();
         let mut out = if plan.boundary[i] {
             // Unmasked value is shared: repeat it for every coalition, then mask.
-            cache.gather(plan, i, item.rows).repeat(cm)
+            let one = cache.gather(plan, i, item.rows);
+            let mut out = crate::pool::take_zeroed(one.len() * cm);
+            out.chunks_exact_mut(one.len().max(1))
+                .for_each(|copy| copy.copy_from_slice(&one));
+            out
         } else {
-            let mut out = vec![0.0; total * numel];
+            let mut out = crate::pool::take_zeroed(total * numel);
             let shared: Vec<Option<Vec<f32>>> = node
                 .inputs
                 .iter()
@@ -80,7 +84,9 @@ pub fn run_item(
         for s in &node.inputs {
             if let Source::Node(j) = *s {
                 if plan.last_use[j] <= i {
-                    bufs[j] = None;
+                    if let Some(done) = bufs[j].take() {
+                        crate::pool::give(done);
+                    }
                 }
             }
         }
@@ -94,6 +100,7 @@ pub fn run_item(
             sink(item.coalitions.start + m, r, &logits[at..at + classes]);
         }
     }
+    bufs.into_iter().flatten().for_each(crate::pool::give);
 }
 
 /// Replace each absent player's channel by its baseline, for every example row of the item.

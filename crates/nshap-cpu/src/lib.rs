@@ -15,6 +15,7 @@ mod means;
 pub mod measures;
 pub mod ops;
 mod plan;
+mod pool;
 mod pushdown;
 mod shared;
 
