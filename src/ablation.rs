@@ -58,7 +58,7 @@ pub fn leave_one_out(
 /// Players sorted by `scores`, largest first (lower index first on ties): the order in which a
 /// ranking says to remove them.
 pub fn order_by(scores: &[f64]) -> Vec<usize> {
-    crate::rank::top_k(scores, scores.len())
+    nshap_estimate::result::ranking(scores)
 }
 
 /// `count` seeded random orderings of `n_players` players (seed `seed + 1000 + r` for the r-th,

@@ -2,6 +2,8 @@
 //! top-k overlap. Small enough to own; ties are handled the way SciPy does (average ranks for
 //! Spearman, tau-b's tie correction for Kendall) so the numbers can be checked against it.
 
+use nshap_estimate::top_k_indices;
+
 /// Average ranks (1-based); tied values share the mean of the ranks they span.
 pub fn average_ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
@@ -73,22 +75,18 @@ pub fn kendall_tau_b(a: &[f64], b: &[f64]) -> Option<f64> {
     (denom > 0.0).then(|| (concordant - discordant) as f64 / denom)
 }
 
-/// Indices of the `k` largest values, largest first (lower index first on ties).
-pub fn top_k(values: &[f64], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&x, &y| values[y].total_cmp(&values[x]).then(x.cmp(&y)));
-    order.truncate(k);
-    order
-}
-
 /// Fraction of the top-`k` of `a` that is also in the top-`k` of `b` (ties broken by index).
 pub fn top_k_overlap(a: &[f64], b: &[f64], k: usize) -> f64 {
     let k = k.min(a.len());
     if k == 0 {
         return 0.0;
     }
-    let tb = top_k(b, k);
-    top_k(a, k).iter().filter(|i| tb.contains(i)).count() as f64 / k as f64
+    let tb = top_k_indices(b, k);
+    top_k_indices(a, k)
+        .iter()
+        .filter(|i| tb.contains(i))
+        .count() as f64
+        / k as f64
 }
 
 #[cfg(test)]

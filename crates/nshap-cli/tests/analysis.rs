@@ -2,17 +2,13 @@
 //! against an independent PyTorch enumeration of the shipped MLP's 2^16 coalitions
 //! (tests/fixtures/make_interactions.py) and against naive recomputation from their own files.
 
+mod common;
+
+use common::{assert_one_line_error, model_args, repo};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn nshap(args: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nshap"))
@@ -35,28 +31,6 @@ fn ok(args: &[String]) -> String {
 
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
-}
-
-/// Model, data and backend flags of a shipped asset.
-fn model_args(model: &str) -> Vec<String> {
-    let asset = |f: &str| {
-        repo()
-            .join("assets")
-            .join(model)
-            .join(f)
-            .to_string_lossy()
-            .into_owned()
-    };
-    vec![
-        "--model".into(),
-        asset("model.json"),
-        "--weights".into(),
-        asset("weights.safetensors"),
-        "--data".into(),
-        asset("eval.safetensors"),
-        "--backend".into(),
-        "cpu".into(),
-    ]
 }
 
 fn truth() -> Value {
@@ -362,19 +336,6 @@ fn naive_kendall(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     s / (untied_a * untied_b).sqrt()
-}
-
-/// Exactly one line on stderr, starting with "error:", exit code 2, no panic.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    for n in needles {
-        assert!(lines[0].contains(n), "missing {n:?} in: {stderr}");
-    }
 }
 
 #[test]

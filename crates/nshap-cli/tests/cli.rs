@@ -1,15 +1,11 @@
 //! The `nshap` command as a user runs it: real processes, real files.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{assert_one_line_error, asset, model_args, repo};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn nshap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nshap"))
@@ -17,29 +13,6 @@ fn nshap(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn asset(model: &str, file: &str) -> String {
-    repo()
-        .join("assets")
-        .join(model)
-        .join(file)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// `run` arguments for a shipped model.
-fn model_args(model: &str) -> Vec<String> {
-    vec![
-        "--model".into(),
-        asset(model, "model.json"),
-        "--weights".into(),
-        asset(model, "weights.safetensors"),
-        "--data".into(),
-        asset(model, "eval.safetensors"),
-        "--backend".into(),
-        "cpu".into(),
-    ]
 }
 
 fn run_args(model: &str, out: &Path, extra: &[&str]) -> Vec<String> {
@@ -52,22 +25,6 @@ fn run_args(model: &str, out: &Path, extra: &[&str]) -> Vec<String> {
 
 fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-/// Exactly one line on stderr, starting with "error:", exit code 2, no panic.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    for n in needles {
-        assert!(lines[0].contains(n), "missing {n:?} in: {stderr}");
-    }
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! random order and the bottom-k. The figure that tells whether the values mean something.
 
 use crate::commands::run::read_record;
-use crate::output::{read_values, write_atomic};
+use crate::game_args::{player_index, run_values};
+use crate::output::write_atomic;
 use crate::plot::{self, Curve};
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use nshap::ablation::{ablation_curves, leave_one_out, order_by, random_orders, Band};
 use plotters::style::RGBColor;
@@ -29,8 +30,6 @@ pub struct AblateArgs {
 
 pub fn execute(args: AblateArgs) -> Result<()> {
     let record = read_record(&args.from)?;
-    let rows = read_values(&args.from.join("values.csv"))
-        .with_context(|| format!("{} has no finished run (values.csv)", args.from.display()))?;
     let mut spec = record.spec.clone();
     if let Some(b) = &args.backend {
         spec.backend = b.clone();
@@ -38,25 +37,12 @@ pub fn execute(args: AblateArgs) -> Result<()> {
     let mut prepared = spec.prepare()?;
     let players = prepared.players.clone();
     let n = players.len();
-    if rows.len() != n {
-        bail!(
-            "values.csv has {} rows but the run has {n} players",
-            rows.len()
-        );
-    }
+    let (rows, _) = run_values(&args.from, &players)?;
     let k_max = args.k.unwrap_or((2 * spec.top_k).max(10)).min(n);
     // Global player index of each values.csv row, in Shapley order (descending).
-    let global = |node: &str, index: usize| -> Result<usize> {
-        let layer = players
-            .layers()
-            .iter()
-            .position(|l| l.name == node)
-            .with_context(|| format!("values.csv names unknown node {node:?}"))?;
-        Ok(players.offset(layer) + index)
-    };
     let shapley_order: Vec<usize> = rows
         .iter()
-        .map(|r| global(&r.node, r.index))
+        .map(|r| player_index(&players, &r.node, r.index))
         .collect::<Result<_>>()?;
     let bottom_order: Vec<usize> = shapley_order.iter().rev().copied().collect();
 

@@ -147,7 +147,7 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
                 bail!("--top {k} must be between 2 and the number of players ({n})");
             }
             let (_, values) = run_values(dir, &players)?;
-            nshap::rank::top_k(&values, k)
+            nshap::estimate::top_k_indices(&values, k)
         }
         _ => (0..n).collect(),
     };

@@ -69,7 +69,7 @@ pub fn execute(args: MeasuresArgs) -> Result<()> {
     ];
     for (title, score) in columns {
         let values: Vec<f64> = rows.iter().map(score).collect();
-        let top: Vec<String> = nshap::rank::top_k(&values, 5)
+        let top: Vec<String> = nshap::estimate::top_k_indices(&values, 5)
             .into_iter()
             .map(|i| format!("{}:{} ({:.4})", rows[i].node, rows[i].index, values[i]))
             .collect();

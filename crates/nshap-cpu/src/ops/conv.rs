@@ -34,6 +34,51 @@ fn with_scratch<R>(
     })
 }
 
+/// Sizes shared by the forward and its backward: images `h x w -> oh x ow`, per-group channels,
+/// the patch length `k`, output positions `p`, per-example strides, and rows per GEMM.
+struct Geometry {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    cin_g: usize,
+    cout_g: usize,
+    k: usize,
+    p: usize,
+    in_row: usize,
+    out_row: usize,
+    /// 1x1, stride 1, no padding: im2col is a plain copy.
+    pointwise: bool,
+    /// Rows per GEMM: as many as fit the column budget.
+    batch: usize,
+}
+
+impl Geometry {
+    fn new(c: &Conv2d, in_shape: Shape, out_shape: Shape, rows: usize) -> Geometry {
+        let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
+        else {
+            unreachable!("conv2d shapes are images (checked at load)");
+        };
+        let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
+        let k = cin_g * c.kernel.0 * c.kernel.1;
+        let p = oh * ow;
+        Geometry {
+            h,
+            w,
+            oh,
+            ow,
+            cin_g,
+            cout_g,
+            k,
+            p,
+            in_row: c.in_channels * h * w,
+            out_row: c.out_channels * p,
+            pointwise: c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0),
+            batch: (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1)),
+        }
+    }
+}
+
 pub fn conv2d(
     c: &Conv2d,
     in_shape: Shape,
@@ -42,18 +87,20 @@ pub fn conv2d(
     rows: usize,
     out: &mut [f32],
 ) {
-    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
-    else {
-        unreachable!("conv2d shapes are images (checked at load)");
-    };
-    let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
-    let k = cin_g * c.kernel.0 * c.kernel.1;
-    let p = oh * ow;
-    let in_row = c.in_channels * h * w;
-    let out_row = c.out_channels * p;
-    let pointwise = c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0);
-    // Rows per GEMM: as many as fit the column budget.
-    let batch = (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1));
+    let Geometry {
+        h,
+        w,
+        oh,
+        ow,
+        cin_g,
+        cout_g,
+        k,
+        p,
+        in_row,
+        out_row,
+        pointwise,
+        batch,
+    } = Geometry::new(c, in_shape, out_shape, rows);
     with_scratch(k * p * batch, cout_g * p * batch, |col, tmp| {
         for start in (0..rows).step_by(batch) {
             let nb = batch.min(rows - start);
@@ -160,17 +207,20 @@ pub fn conv2d_backward(
     rows: usize,
     grad_in: &mut [f32],
 ) {
-    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
-    else {
-        unreachable!("conv2d shapes are images (checked at load)");
-    };
-    let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
-    let k = cin_g * c.kernel.0 * c.kernel.1;
-    let p = oh * ow;
-    let in_row = c.in_channels * h * w;
-    let out_row = c.out_channels * p;
-    let pointwise = c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0);
-    let batch = (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1));
+    let Geometry {
+        h,
+        w,
+        oh,
+        ow,
+        cin_g,
+        cout_g,
+        k,
+        p,
+        in_row,
+        out_row,
+        pointwise,
+        batch,
+    } = Geometry::new(c, in_shape, out_shape, rows);
     with_scratch(k * p * batch, cout_g * p * batch, |col, tmp| {
         for start in (0..rows).step_by(batch) {
             let nb = batch.min(rows - start);
