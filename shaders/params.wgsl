@@ -38,9 +38,13 @@ struct Params {
     out_offset: u32,
     label_offset: u32,
     total: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    // Parameters of the fused activation (epilogue.wgsl): hardtanh min/max, leaky_relu slope,
+    // elu alpha; 0 otherwise.
+    act_a: f32,
+    act_b: f32,
+    // channel_copy.wgsl: the first input channel read (a slice's start). The first output channel
+    // written travels in out_offset (the metric's first result slot otherwise).
+    in_channel0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -8,7 +8,8 @@
 //! - [`model`]: the `nshap.model.v1` spec, safetensors loading, graph, metrics, the backend trait;
 //! - [`cpu`] and [`gpu`]: the two backends;
 //! - [`estimate`]: games and estimators (exact, permutation, TMAB, CMCS, leave-one-out);
-//! - [`NetworkGame`]: a network + a backend + an eval set as a game;
+//! - [`NetworkGame`]: a network + a backend + an eval set as a game; [`network_logits`]: the
+//!   unmasked network's logits for every example (to compare with PyTorch);
 //! - beyond single values: interactions between neurons ([`estimate::interactions`]: Harsanyi
 //!   dividends and the Shapley interaction index, exact or sampled), per-neuron
 //!   [`measures`] (class selectivity, Jacobian sensitivity, Taylor estimate, leave-one-out),
@@ -72,10 +73,12 @@ pub use nshap_model as model;
 pub mod ablation;
 mod game;
 mod gpu_glue;
+pub mod logits;
 pub mod measures;
 pub mod rank;
 mod setup;
 
 pub use game::{to_mask_batch, NetworkGame};
 pub use gpu_glue::list_adapters;
+pub use logits::network_logits;
 pub use setup::{make_backend, make_backend_with, resolve_players, BackendChoice};

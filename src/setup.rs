@@ -46,7 +46,9 @@ pub fn make_backend_with(
     }
 }
 
-/// Resolve player layer names and their baselines (`mean` runs the unmasked network once).
+/// Resolve a `--players` list (node names and patterns: `layer3.*.relu2`, `conv:*`,
+/// `filters`, `all`; see [`find_player_nodes`]) and the players' baselines (`mean` runs the
+/// unmasked network once).
 pub fn resolve_players(
     graph: &Graph,
     data: &EvalSet,
@@ -54,6 +56,12 @@ pub fn resolve_players(
     baseline: Baseline,
 ) -> Result<Players> {
     let nodes = find_player_nodes(graph, names)?;
+    if let Some(&node) = nodes.iter().find(|&&n| n + 1 == graph.nodes.len()) {
+        bail!(
+            "node {:?} is the output layer; choose a hidden layer as players",
+            graph.nodes[node].name
+        );
+    }
     let means = match baseline {
         Baseline::Mean => Some(activation_means(graph, data, &nodes)),
         _ => None,
@@ -66,12 +74,6 @@ pub fn resolve_players(
             Baseline::Mean => means.as_ref().map(|m| m[k].clone()).unwrap_or_default(),
             Baseline::Reference => reference_baseline(graph, node)?,
         };
-        if node + 1 == graph.nodes.len() {
-            bail!(
-                "node {:?} is the output layer; choose a hidden layer as players",
-                graph.nodes[node].name
-            );
-        }
         layers.push(PlayerLayer {
             node,
             name: graph.nodes[node].name.clone(),

@@ -4,51 +4,110 @@ mod common;
 
 use common::*;
 use nshap::model::players::reference_baseline;
-use nshap::model::{EvalJob, Examples, Metric};
+use nshap::model::{Backend, EvalJob, Examples, Metric};
 use std::sync::Arc;
 
 const MODELS: [&str; 4] = ["mlp", "cnn", "resnet", "tiny_resnet18"];
+
+/// The models made of the newer ops (activations, pooling options, squeeze-excitation,
+/// Inception branches, ShuffleNet units, a ConvNeXt block, LayerNorm on features), exported from
+/// PyTorch by `nshap_export` with masked logits from the real `nn.Module`
+/// (`tests/fixtures/make_op_fixtures.py`).
+const OP_MODELS: [&str; 7] = [
+    "acts", "pools", "se", "branches", "shuffle", "convnext", "dense_ln",
+];
 
 #[test]
 fn every_backend_matches_pytorch_on_every_fixture_case() {
     for (backend_name, backend) in backends() {
         for model in MODELS {
-            let dir = fixtures().join(model);
-            let (graph, data) = load_fixture_model(&dir);
-            let graph = Arc::new(graph);
-            let data = Arc::new(data);
-            for spec in read_cases(&dir) {
-                let case = load_case(&dir, &spec);
-                let what = format!("{backend_name}/{model}/{}", spec.name);
-                let players = players_with_baseline(&graph, &spec.players, &case.baseline);
-                let job = |metric| EvalJob {
-                    graph: graph.clone(),
-                    players: players.clone(),
-                    data: data.clone(),
-                    metric,
-                };
-                let mut ev = backend
-                    .prepare(job(Metric::Accuracy))
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
-                let logits = ev.logits(Examples::All, &case.masks).unwrap();
-                assert_close(&logits, &case.logits, 1e-4, 1e-4, &format!("{what} logits"));
-                let acc = ev.evaluate(Examples::All, &case.masks).unwrap();
-                assert_eq!(acc, case.accuracy, "{what} accuracy");
-                let mut ev = backend.prepare(job(Metric::NegLoss)).unwrap();
-                let nl = ev.evaluate(Examples::All, &case.masks).unwrap();
-                for (g, w) in nl.iter().zip(&case.neg_loss) {
-                    assert!(
-                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                        "{what} neg_loss: {g} vs {w}"
-                    );
-                }
-                let mut ev = backend.prepare(job(Metric::ClassAccuracy(3))).unwrap();
-                assert_eq!(
-                    ev.evaluate(Examples::All, &case.masks).unwrap(),
-                    case.class_accuracy_3,
-                    "{what} class 3"
-                );
-            }
+            check_model(
+                backend_name,
+                backend.as_ref(),
+                &fixtures().join(model),
+                model,
+            );
+        }
+    }
+}
+
+#[test]
+fn every_backend_matches_pytorch_on_the_op_models() {
+    for (backend_name, backend) in backends() {
+        for model in OP_MODELS {
+            let dir = fixtures().join("ops").join(model);
+            check_model(
+                backend_name,
+                backend.as_ref(),
+                &dir,
+                &format!("ops/{model}"),
+            );
+        }
+    }
+}
+
+/// Every case of one fixture folder: logits, accuracy, loss and class accuracy.
+fn check_model(backend_name: &str, backend: &dyn Backend, dir: &std::path::Path, model: &str) {
+    let (graph, data) = load_fixture_model(dir);
+    let graph = Arc::new(graph);
+    let data = Arc::new(data);
+    for spec in read_cases(dir) {
+        let case = load_case(dir, &spec);
+        let what = format!("{backend_name}/{model}/{}", spec.name);
+        let players = players_with_baseline(&graph, &spec.players, &case.baseline);
+        let job = |metric| EvalJob {
+            graph: graph.clone(),
+            players: players.clone(),
+            data: data.clone(),
+            metric,
+        };
+        let mut ev = backend
+            .prepare(job(Metric::Accuracy))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let logits = ev.logits(Examples::All, &case.masks).unwrap();
+        assert_close(&logits, &case.logits, 1e-4, 1e-4, &format!("{what} logits"));
+        let acc = ev.evaluate(Examples::All, &case.masks).unwrap();
+        assert_eq!(acc, case.accuracy, "{what} accuracy");
+        let mut ev = backend.prepare(job(Metric::NegLoss)).unwrap();
+        let nl = ev.evaluate(Examples::All, &case.masks).unwrap();
+        for (g, w) in nl.iter().zip(&case.neg_loss) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{what} neg_loss: {g} vs {w}"
+            );
+        }
+        let mut ev = backend.prepare(job(Metric::ClassAccuracy(3))).unwrap();
+        assert_eq!(
+            ev.evaluate(Examples::All, &case.masks).unwrap(),
+            case.class_accuracy_3,
+            "{what} class 3"
+        );
+    }
+}
+
+/// nshap's mean baseline on the op models equals the module's mean activation per channel.
+#[test]
+fn mean_baselines_of_the_op_models_resolve_like_pytorch() {
+    for model in OP_MODELS {
+        let dir = fixtures().join("ops").join(model);
+        let (graph, data) = load_fixture_model(&dir);
+        for spec in read_cases(&dir) {
+            let case = load_case(&dir, &spec);
+            let baseline = spec.baseline.parse().unwrap();
+            let players = nshap::resolve_players(&graph, &data, &spec.players, baseline)
+                .unwrap_or_else(|e| panic!("{model}/{}: {e}", spec.name));
+            let ours: Vec<f32> = players
+                .layers()
+                .iter()
+                .flat_map(|l| l.baseline.clone())
+                .collect();
+            assert_close(
+                &ours,
+                &case.baseline,
+                1e-4,
+                1e-5,
+                &format!("ops/{model}/{} baseline", spec.name),
+            );
         }
     }
 }

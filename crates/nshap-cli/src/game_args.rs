@@ -15,8 +15,11 @@ pub struct GameArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Player layers: node names, comma-separated (their channels/features are the players).
-    #[arg(long, value_delimiter = ',', value_name = "NODE[,NODE...]")]
+    /// Player layers, comma-separated: node names or patterns: a glob (`layer3.*.relu2`; `*`
+    /// crosses dots), `KIND:GLOB` (`conv:*`, `linear:*`, `relu:layer4.*`, `bn:*`), `filters`
+    /// (every conv but classifier convs) or `all` (every conv and linear but the output).
+    /// Their channels/features are the players.
+    #[arg(long, value_delimiter = ',', value_name = "NODE|PATTERN[,...]")]
     pub players: Vec<String>,
     /// What a removed player outputs: zero, mean or reference. Default: zero (or the run's).
     #[arg(long)]

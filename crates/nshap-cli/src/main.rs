@@ -31,6 +31,8 @@ enum Command {
     Report(commands::report::ReportArgs),
     /// Interactions between neurons: Harsanyi dividends or Shapley interaction index.
     Interactions(Box<commands::interactions::InteractionsArgs>),
+    /// Write the unmasked network's logits for every example (safetensors `logits` [N, classes]).
+    Logits(Box<commands::logits::LogitsArgs>),
     /// Per-neuron class selectivity, gradient sensitivity, Taylor estimate and leave-one-out.
     Measures(Box<commands::measures::MeasuresArgs>),
     /// Compare a run's Shapley values with the other measures: correlations, scatter, ablation.
@@ -56,6 +58,7 @@ fn main() {
         Command::Report(a) => commands::report::execute(a),
         Command::Interactions(a) => commands::interactions::execute(*a),
         Command::Measures(a) => commands::measures::execute(*a),
+        Command::Logits(a) => commands::logits::execute(*a),
         Command::Compare(a) => commands::compare::execute(a),
         Command::Devices => commands::devices::execute(),
         Command::Bench(a) => commands::bench::execute(a),

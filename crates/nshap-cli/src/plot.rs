@@ -1,9 +1,11 @@
 //! Figures with plotters: the ablation curves and per-layer bars, as SVG and PNG.
 
+use crate::commands::report::LayerStat;
 use crate::output::ValueRow;
 use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// One curve of the ablation figure.
@@ -123,20 +125,18 @@ pub fn ablation(path: &Path, metric: &str, curves: &[Curve<'_>]) -> Result<()> {
     .with_context(|| format!("drawing {}", png.display()))
 }
 
-fn draw_layers<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[ValueRow]) -> Result<()>
+fn draw_layers<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[ValueRow],
+    layers: &[LayerStat],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut layers: Vec<&str> = Vec::new();
-    for r in rows {
-        if !layers.contains(&r.node.as_str()) {
-            layers.push(&r.node);
-        }
-    }
     let areas = root.split_evenly((layers.len().max(1), 1));
-    for (layer, area) in layers.iter().zip(areas) {
-        let mut vals: Vec<&ValueRow> = rows.iter().filter(|r| r.node == *layer).collect();
+    for (layer, area) in layers.iter().map(|l| l.node.as_str()).zip(areas) {
+        let mut vals: Vec<&ValueRow> = rows.iter().filter(|r| r.node == layer).collect();
         vals.sort_by_key(|r| r.index);
         let n = vals.len();
         let lo = vals
@@ -189,20 +189,174 @@ where
     Ok(())
 }
 
-/// Per-layer bar figure (.svg and .png).
-pub fn layer_bars(rows: &[ValueRow], path: &Path) -> Result<()> {
-    let layers = rows
+/// Layer name for an axis: at most `max` characters, the end kept (it says which block).
+fn axis_name(name: &str, max: usize) -> String {
+    let n = name.chars().count();
+    if n <= max {
+        name.to_owned()
+    } else {
+        let tail: String = name.chars().skip(n - (max - 1)).collect();
+        format!("…{tail}")
+    }
+}
+
+/// Many layers on one figure: the total Shapley value of each layer (bars, top) and every
+/// channel's value (dots, bottom), layers in player order along x.
+fn draw_layer_summary<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[ValueRow],
+    layers: &[LayerStat],
+    label_area: u32,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let l = layers.len();
+    let index: std::collections::HashMap<&str, usize> = layers
         .iter()
-        .map(|r| &r.node)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        .max(1);
-    let size = (900, 300 * layers as u32);
-    draw_layers(SVGBackend::new(path, size).into_drawing_area(), rows)
-        .with_context(|| format!("drawing {}", path.display()))?;
+        .enumerate()
+        .map(|(i, s)| (s.node.as_str(), i))
+        .collect();
+    let font = if l > 120 {
+        8
+    } else if l > 60 {
+        10
+    } else {
+        12
+    };
+    let step = l.div_ceil(200).max(1);
+    let names: Vec<String> = layers.iter().map(|s| axis_name(&s.node, 40)).collect();
+    let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 * 2 / 5);
+    let totals: Vec<f64> = layers.iter().map(|s| s.total).collect();
+    let (lo, hi) = totals
+        .iter()
+        .fold((0.0f64, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            format!(
+                "Total Shapley value per layer ({l} layers, {} players)",
+                rows.len()
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(10)
+        .x_label_area_size(10)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..l as f64 - 0.5, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("sum over the layer")
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(totals.iter().enumerate().map(|(i, &v)| {
+            let x = i as f64;
+            let color = if v >= 0.0 {
+                BLUE.mix(0.7)
+            } else {
+                RED.mix(0.7)
+            };
+            Rectangle::new([(x - 0.4, 0.0), (x + 0.4, v)], color.filled())
+        }))
+        .map_err(err)?;
+    let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+    let mut chart = ChartBuilder::on(&bottom)
+        .caption("Shapley value of every channel", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(label_area)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..l as f64 - 0.5, range(&values))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("Shapley value")
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    // Deterministic jitter within each layer's column, so dense layers read as a strip.
+    chart
+        .draw_series(rows.iter().filter(|r| r.value.is_finite()).map(|r| {
+            let i = index.get(r.node.as_str()).copied().unwrap_or(0);
+            let jitter = ((r.index.wrapping_mul(2654435761) % 1000) as f64 / 1000.0 - 0.5) * 0.6;
+            Circle::new(
+                (i as f64 + jitter, r.value),
+                2,
+                RGBColor(30, 90, 200).mix(0.35).filled(),
+            )
+        }))
+        .map_err(err)?;
+    // Layer names, rotated, below the axis (drawn here: plotters' rotated tick labels overlap
+    // their tick marks).
+    let style = TextStyle::from(
+        ("sans-serif", font)
+            .into_font()
+            .transform(FontTransform::Rotate90),
+    )
+    .pos(Pos::new(HPos::Left, VPos::Center));
+    let y_axis = chart.y_range().start;
+    for i in (0..l).step_by(step) {
+        let (px, py) = chart.backend_coord(&(i as f64, y_axis));
+        root.draw(&Text::new(names[i].clone(), (px, py + 6), style.clone()))
+            .map_err(err)?;
+        root.draw(&PathElement::new(vec![(px, py), (px, py + 4)], BLACK))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Up to this many layers get one panel each; more get the one-figure summary.
+const PANELS_UP_TO: usize = 8;
+
+/// Per-layer figure (.svg and .png): a bar panel per layer for a few layers; for many, one
+/// figure of per-layer totals and every channel's value.
+pub fn layer_bars(rows: &[ValueRow], layers: &[LayerStat], path: &Path) -> Result<()> {
     let png = path.with_extension("png");
-    draw_layers(BitMapBackend::new(&png, size).into_drawing_area(), rows)
-        .with_context(|| format!("drawing {}", png.display()))
+    if layers.len() <= PANELS_UP_TO {
+        let size = (900, 300 * layers.len().max(1) as u32);
+        draw_layers(
+            SVGBackend::new(path, size).into_drawing_area(),
+            rows,
+            layers,
+        )
+        .with_context(|| format!("drawing {}", path.display()))?;
+        return draw_layers(
+            BitMapBackend::new(&png, size).into_drawing_area(),
+            rows,
+            layers,
+        )
+        .with_context(|| format!("drawing {}", png.display()));
+    }
+    let longest = layers
+        .iter()
+        .map(|s| s.node.chars().count().min(40))
+        .max()
+        .unwrap_or(8) as u32;
+    let label_area = 30 + 5 * longest;
+    let width = (160 + 14 * layers.len() as u32).clamp(1000, 3200);
+    let size = (width, 700 + label_area);
+    draw_layer_summary(
+        SVGBackend::new(path, size).into_drawing_area(),
+        rows,
+        layers,
+        label_area,
+    )
+    .with_context(|| format!("drawing {}", path.display()))?;
+    draw_layer_summary(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        rows,
+        layers,
+        label_area,
+    )
+    .with_context(|| format!("drawing {}", png.display()))
 }
 
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -372,7 +526,10 @@ pub struct Scatter<'a> {
 /// Axis tick text: plain decimals for ordinary magnitudes, scientific for tiny or huge ones.
 fn tick(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 || (1e-2..1e4).contains(&a) {
+    if a < 1e-12 {
+        return "0".to_owned();
+    }
+    if (1e-2..1e4).contains(&a) {
         format!("{v:.3}")
             .trim_end_matches('0')
             .trim_end_matches('.')

@@ -15,8 +15,11 @@ pub struct RunSpec {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Player layers: node names, comma-separated (their channels/features are the players).
-    #[arg(long, value_delimiter = ',', value_name = "NODE[,NODE...]")]
+    /// Player layers, comma-separated: node names or patterns: a glob (`layer3.*.relu2`; `*`
+    /// crosses dots), `KIND:GLOB` (`conv:*`, `linear:*`, `relu:layer4.*`, `bn:*`), `filters`
+    /// (every conv but classifier convs) or `all` (every conv and linear but the output).
+    /// Their channels/features are the players.
+    #[arg(long, value_delimiter = ',', value_name = "NODE|PATTERN[,...]")]
     pub players: Vec<String>,
     /// What a removed player outputs: zero, mean (its mean activation), or reference (the
     /// published code's removal: a BN channel outputs beta).
@@ -144,11 +147,11 @@ impl RunSpec {
     }
 
     pub fn prepare(&self) -> Result<Prepared> {
-        let model = self.model.load()?;
+        let model = self.model.load(&self.data)?;
         let (data, data_digest) = self.data.load(&model.graph)?;
         let graph = model.graph;
         if self.players.is_empty() {
-            bail!("--players is required: name one or more nodes, e.g. --players relu2");
+            bail!("--players is required: nodes or patterns, e.g. --players relu2, layer3.*.relu2, conv:* or filters");
         }
         let baseline: Baseline = self.baseline.parse().map_err(anyhow::Error::msg)?;
         let metric =

@@ -313,3 +313,723 @@ fn kill_9_then_resume_gives_the_uninterrupted_result() {
     let b = std::fs::read(killed.join("values.csv")).unwrap();
     assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
 }
+
+// ---- Real PyTorch models as users bring them -------------------------------------------------
+
+use nshap::model::tensors::TensorFile;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+/// Write tensors `(name, dtype, shape, bytes)` as safetensors.
+fn write_tensors(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Every tensor of a safetensors file, renamed by `rename` (None drops it).
+fn copy_tensors(
+    from: &Path,
+    rename: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let file = TensorFile::open(from).unwrap();
+    file.names()
+        .into_iter()
+        .filter_map(|n| {
+            let (d, s, b) = file.raw(&n).unwrap();
+            rename(&n).map(|m| (m, d, s, b))
+        })
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn read_f32(path: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
+    TensorFile::open(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .f32(name, None)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let o = nshap(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "nshap {}: {err}", args.join(" "));
+    (out, err)
+}
+
+fn tiny_resnet18(file: &str) -> String {
+    repo()
+        .join("tests/fixtures/tiny_resnet18")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn tired_user_mistakes_get_one_clear_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let spec = asset("digits-cnn", "model.json");
+    let weights = asset("digits-cnn", "weights.safetensors");
+    let data = asset("digits-cnn", "eval.safetensors");
+    // torch.save output given as weights: zip (PyTorch >= 1.6) and the legacy pickle.
+    std::fs::write(d("w.pt"), b"PK\x03\x04\x14\x00\x00\x00archive/data.pkl").unwrap();
+    std::fs::write(d("w.pth"), [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46]).unwrap();
+    for w in ["w.pt", "w.pth"] {
+        let o = nshap(&["inspect", "--model", &spec, "--weights", &d(w)]);
+        let torch_load = format!("torch.load('{}', map_location='cpu')", d(w));
+        assert_one_line_error(
+            &o,
+            &[
+                "PyTorch pickle",
+                "import torch; from safetensors.torch import save_file; save_file(",
+                &torch_load,
+                &d("w.safetensors"),
+                "model.state_dict()",
+            ],
+        );
+    }
+    // --model and --weights swapped.
+    let o = nshap(&["inspect", "--model", &weights, "--weights", &spec]);
+    assert_one_line_error(&o, &["safetensors file, not a JSON spec", "--weights"]);
+    let o = nshap(&["inspect", "--model", &spec, "--weights", &spec]);
+    assert_one_line_error(&o, &["this is JSON, not safetensors", "--model"]);
+    // A directory where a file is expected: which flags to pass.
+    let asset_dir = repo().join("assets/digits-cnn");
+    let adir = asset_dir.to_string_lossy().into_owned();
+    let files = [
+        format!("--model {adir}/model.json"),
+        format!("--weights {adir}/weights.safetensors"),
+    ];
+    for args in [
+        vec!["inspect", "--model", &spec, "--weights", &adir],
+        vec!["inspect", "--model", &adir, "--weights", &weights],
+        vec![
+            "inspect",
+            "--model",
+            &spec,
+            "--weights",
+            &weights,
+            "--data",
+            &adir,
+        ],
+    ] {
+        assert_one_line_error(&nshap(&args), &["is a directory", &files[0], &files[1]]);
+    }
+    // An eval set with other tensor names: what the file does have.
+    let x = vec![0u8; 2 * 64];
+    write_tensors(
+        &dir.path().join("d.safetensors"),
+        &[
+            ("images".into(), Dtype::U8, vec![2, 1, 8, 8], x),
+            ("targets".into(), Dtype::I64, vec![2], vec![0; 16]),
+        ],
+    );
+    let o = nshap(&[
+        "inspect",
+        "--model",
+        &spec,
+        "--weights",
+        &weights,
+        "--data",
+        &d("d.safetensors"),
+    ]);
+    assert_one_line_error(
+        &o,
+        &[
+            "\"inputs\"",
+            "missing",
+            "images U8 [2, 1, 8, 8]",
+            "targets I64 [2]",
+            "--inputs-name",
+        ],
+    );
+    // --normalize that does not fit the input channels, or does not parse.
+    let (w18, d18) = (
+        tiny_resnet18("weights.safetensors"),
+        tiny_resnet18("data.safetensors"),
+    );
+    let base = [
+        "inspect",
+        "--arch",
+        "resnet18",
+        "--weights",
+        &w18,
+        "--data",
+        &d18,
+    ];
+    let o = nshap(&[&base[..], &["--normalize", "0.5,0.5/0.2,0.2"]].concat());
+    assert_one_line_error(
+        &o,
+        &["--normalize 0.5,0.5/0.2,0.2", "[3, 32, 32]", "3 channel"],
+    );
+    let o = nshap(&[&base[..], &["--normalize", "0.5,0.5,0.5"]].concat());
+    assert_one_line_error(&o, &["--normalize", "MEAN/STD", "imagenet"]);
+    let o = nshap(&[&base[..], &["--normalize", "0.5/0"]].concat());
+    assert_one_line_error(&o, &["--normalize", "positive"]);
+    // Player patterns that match nothing; unknown names in a 69-node graph: the closest only.
+    let o = nshap(&[&base[..], &["--players", "layer9.*"]].concat());
+    assert_one_line_error(&o, &["\"layer9.*\"", "matches no node", "closest"]);
+    let o = nshap(&[&base[..], &["--players", "layer3.0.relu"]].concat());
+    assert_one_line_error(
+        &o,
+        &[
+            "unknown node \"layer3.0.relu\"",
+            "layer3.0.relu1",
+            "69 nodes",
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("layer1.0.bn2"));
+    let out = dir.path().join("run");
+    let o = nshap(&as_strs(&run_args(
+        "digits-cnn",
+        &out,
+        &["--players", "linear:*"],
+    )));
+    assert_one_line_error(&o, &["\"linear:*\"", "fc", "output node"]);
+    let o = nshap(&[
+        "inspect",
+        "--model",
+        &spec,
+        "--weights",
+        &weights,
+        "--data",
+        &data,
+        "--players",
+        "batchnorm2d:*,bogus:*",
+    ]);
+    assert_one_line_error(&o, &["unknown op kind \"bogus\""]);
+}
+
+#[test]
+fn a_data_parallel_prefix_and_unread_tensors_are_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = asset("digits-cnn", "model.json");
+    let weights = asset("digits-cnn", "weights.safetensors");
+    let data = asset("digits-cnn", "eval.safetensors");
+    let dp = dir.path().join("dp.safetensors");
+    write_tensors(
+        &dp,
+        &copy_tensors(Path::new(&weights), |n| Some(format!("module.{n}"))),
+    );
+    let (out, err) = ok(&[
+        "inspect",
+        "--model",
+        &spec,
+        "--weights",
+        dp.to_str().unwrap(),
+        "--data",
+        &data,
+    ]);
+    assert!(out.contains("accuracy = 0.9980"), "{out}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("\"module.\"") && warnings[0].contains("DataParallel"),
+        "{err}"
+    );
+    // The spec forgot fc's bias, and the file holds an extra tensor.
+    let mut tensors = copy_tensors(Path::new(&weights), |n| Some(n.to_owned()));
+    tensors.push((
+        "aux_head.weight".into(),
+        Dtype::F32,
+        vec![2],
+        f32_bytes(&[0.0, 1.0]),
+    ));
+    let extra = dir.path().join("extra.safetensors");
+    write_tensors(&extra, &tensors);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(r#", "bias": "fc.bias""#, "");
+    assert!(!text.contains("fc.bias"));
+    let nobias = dir.path().join("nobias.json");
+    std::fs::write(&nobias, text).unwrap();
+    let (_, err) = ok(&[
+        "inspect",
+        "--model",
+        nobias.to_str().unwrap(),
+        "--weights",
+        extra.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("2 tensor(s) the spec never reads: aux_head.weight, fc.bias")
+            && err.contains("forgotten bias? node \"fc\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_spec_with_an_unknown_op_and_a_misplaced_field_reports_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(asset("digits-cnn", "model.json")).unwrap();
+    let text = text
+        .replace(r#""op": "relu"}"#, r#""op": "swish"}"#)
+        .replace(r#""kernel": 2"#, r#""kernel": 2, "eps": 0.001"#);
+    assert!(text.contains("swish") && text.contains("\"eps\": 0.001"));
+    let spec = dir.path().join("bad.json");
+    std::fs::write(&spec, text).unwrap();
+    for command in ["inspect", "run"] {
+        let mut args = vec![
+            command.to_string(),
+            "--model".into(),
+            spec.to_string_lossy().into_owned(),
+            "--weights".into(),
+            asset("digits-cnn", "weights.safetensors"),
+        ];
+        if command == "run" {
+            args.extend(["--data".into(), asset("digits-cnn", "eval.safetensors")]);
+            args.extend([
+                "--players".into(),
+                "relu2".into(),
+                "--backend".into(),
+                "cpu".into(),
+            ]);
+            args.extend([
+                "--out".into(),
+                dir.path().join("out").to_string_lossy().into_owned(),
+            ]);
+        }
+        let o = nshap(&as_strs(&args));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.starts_with("error: "), "{err}");
+        for needle in [
+            "relu1",
+            "unknown op \"swish\"",
+            "relu2",
+            "pool",
+            "eps",
+            "maxpool2d",
+        ] {
+            assert!(err.contains(needle), "{needle:?} missing in: {err}");
+        }
+        assert!(err.contains("problems"), "{err}");
+    }
+}
+
+/// The logits the fixtures were generated with (case 0, row 0: every player present).
+fn fixture_logits(dir: &Path) -> Vec<f32> {
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let file = dir.join(cases[0]["file"].as_str().unwrap());
+    let masks = TensorFile::open(&file).unwrap().raw("masks").unwrap();
+    assert!(
+        masks.2[..masks.1[1]].iter().all(|&b| b == 1),
+        "row 0 is all ones"
+    );
+    let (logits, shape) = read_f32(&file, "logits");
+    logits[..shape[1] * shape[2]].to_vec()
+}
+
+/// The fixture folders: the hand-made models, and the op models when they have been generated.
+fn fixture_dirs() -> Vec<std::path::PathBuf> {
+    let root = repo().join("tests/fixtures");
+    let mut dirs: Vec<_> = ["mlp", "cnn", "resnet", "tiny_resnet18"]
+        .iter()
+        .map(|m| root.join(m))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(root.join("ops")) {
+        let mut ops: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("cases.json").exists())
+            .collect();
+        ops.sort();
+        dirs.extend(ops);
+    }
+    dirs
+}
+
+/// Backends the binary can use here: the CPU, and a GPU when an adapter exists (required with
+/// NSHAP_REQUIRE_GPU=1).
+fn logits_backends(probe: &[&str]) -> Vec<&'static str> {
+    let o = nshap(&[probe, &["--backend", "gpu"]].concat());
+    if o.status.success() {
+        return vec!["cpu", "gpu"];
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    if std::env::var("NSHAP_REQUIRE_GPU").as_deref() == Ok("1") {
+        panic!("NSHAP_REQUIRE_GPU=1 but nshap logits --backend gpu failed: {err}");
+    }
+    eprintln!("SKIPPED the GPU half of nshap logits: {err}");
+    vec!["cpu"]
+}
+
+#[test]
+fn logits_match_the_pytorch_fixtures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut probe_done = None;
+    for dir in fixture_dirs() {
+        let out = tmp.path().join("logits.safetensors");
+        let (w, data) = (
+            dir.join("weights.safetensors"),
+            dir.join("data.safetensors"),
+        );
+        let mut args: Vec<String> = vec!["logits".into()];
+        if dir.join("model.json").exists() {
+            args.extend([
+                "--model".into(),
+                dir.join("model.json").to_string_lossy().into_owned(),
+            ]);
+        } else {
+            // tiny_resnet18: --arch with 32x32 data and no --input.
+            args.extend(["--arch".into(), "resnet18".into()]);
+        }
+        args.extend([
+            "--weights".into(),
+            w.to_string_lossy().into_owned(),
+            "--data".into(),
+            data.to_string_lossy().into_owned(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+        ]);
+        let backends = probe_done
+            .get_or_insert_with(|| logits_backends(&as_strs(&args)))
+            .clone();
+        let want = fixture_logits(&dir);
+        for backend in backends {
+            let mut a = args.clone();
+            a.extend(["--backend".into(), backend.into()]);
+            let (_, err) = ok(&as_strs(&a));
+            assert!(err.contains(&format!("backend {backend}")), "{err}");
+            let (got, shape) = read_f32(&out, "logits");
+            let n = TensorFile::open(&data).unwrap().shape("inputs").unwrap()[0];
+            assert_eq!(shape, vec![n, want.len() / n], "{}", dir.display());
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let tol = (1e-4 * (w.abs() + scale)).max(1e-4);
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{} {backend}: logit {i}: nshap {g}, PyTorch {w}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// u8 images with --normalize give the logits of the same images as normalised floats; a file
+/// without labels is fine for logits; `imagenet` is torchvision's constants.
+#[test]
+fn normalize_on_u8_images_equals_normalised_float_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |f: &str| tmp.path().join(f).to_string_lossy().into_owned();
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let n = 6;
+    let pixels: Vec<u8> = (0..n * 3 * 32 * 32)
+        .map(|i| ((i * 37 + i / 97) % 256) as u8)
+        .collect();
+    let floats: Vec<f32> = pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / (32 * 32)) % 3;
+            (v as f32 / 255.0 - mean[c]) / std[c]
+        })
+        .collect();
+    write_tensors(
+        &tmp.path().join("u8.safetensors"),
+        &[("inputs".into(), Dtype::U8, vec![n, 3, 32, 32], pixels)],
+    );
+    write_tensors(
+        &tmp.path().join("f32.safetensors"),
+        &[(
+            "x".into(),
+            Dtype::F32,
+            vec![n, 3, 32, 32],
+            f32_bytes(&floats),
+        )],
+    );
+    let w = tiny_resnet18("weights.safetensors");
+    let base = [
+        "logits",
+        "--arch",
+        "resnet18",
+        "--weights",
+        &w,
+        "--backend",
+        "cpu",
+    ];
+    let (_, err) = ok(&[
+        &base[..],
+        &[
+            "--data",
+            &p("u8.safetensors"),
+            "--normalize",
+            "imagenet",
+            "--out",
+            &p("a.safetensors"),
+        ],
+    ]
+    .concat());
+    assert!(err.contains("input 3,32,32 from the eval data"), "{err}");
+    ok(&[
+        &base[..],
+        &[
+            "--data",
+            &p("u8.safetensors"),
+            "--normalize",
+            "0.485,0.456,0.406/0.229,0.224,0.225",
+            "--out",
+            &p("b.safetensors"),
+        ],
+    ]
+    .concat());
+    ok(&[
+        &base[..],
+        &[
+            "--data",
+            &p("f32.safetensors"),
+            "--inputs-name",
+            "x",
+            "--out",
+            &p("c.safetensors"),
+        ],
+    ]
+    .concat());
+    let a = read_f32(Path::new(&p("a.safetensors")), "logits").0;
+    let b = read_f32(Path::new(&p("b.safetensors")), "logits").0;
+    let c = read_f32(Path::new(&p("c.safetensors")), "logits").0;
+    assert_eq!(a, b);
+    assert_eq!(a.len(), n * 10);
+    for (x, y) in a.iter().zip(&c) {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+    }
+    // Normalised data normalised again: a warning, not silence.
+    let (_, err) = ok(&[
+        &base[..],
+        &[
+            "--data",
+            &p("f32.safetensors"),
+            "--inputs-name",
+            "x",
+            "--normalize",
+            "imagenet",
+            "--out",
+            &p("d.safetensors"),
+        ],
+    ]
+    .concat());
+    assert!(
+        err.contains("warning: ") && err.contains("normalised twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn player_patterns_work_in_inspect_and_run() {
+    let spec = asset("digits-resnet", "model.json");
+    let weights = asset("digits-resnet", "weights.safetensors");
+    let (out, _) = ok(&[
+        "inspect",
+        "--model",
+        &spec,
+        "--weights",
+        &weights,
+        "--players",
+        "layer*.relu2,conv:layer2.*,filters",
+    ]);
+    let selection: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("--players"))
+        .collect();
+    let names: Vec<&str> = selection[2..selection.len() - 1]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "layer1.0.relu2",
+            "layer2.0.relu2",
+            "layer2.0.conv1",
+            "layer2.0.conv2",
+            "layer2.0.downsample.0",
+            "conv1",
+            "layer1.0.conv1",
+            "layer1.0.conv2"
+        ],
+        "{out}"
+    );
+    assert!(selection.last().unwrap().starts_with("total: "), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = nshap(&as_strs(&run_args(
+        "digits-resnet",
+        &run,
+        &[
+            "--players",
+            "relu:layer1.*",
+            "--method",
+            "loo",
+            "--top-k",
+            "3",
+        ],
+    )));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("players in 2 layers (relu:layer1.*)"), "{err}");
+    let nodes: std::collections::BTreeSet<String> =
+        read_values(&run).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        nodes.into_iter().collect::<Vec<_>>(),
+        ["layer1.0.relu1", "layer1.0.relu2"]
+    );
+}
+
+/// 94 parallel convs of the input (93 x 183 + 197 = 17,216 channels, Inception-v3's player
+/// count), concatenated, pooled and classified. Returns (spec, weights, data).
+fn wide_model(dir: &Path) -> (String, String, String) {
+    let mut nodes = Vec::new();
+    let mut tensors = Vec::new();
+    let mut cat = Vec::new();
+    let mut state = 1u32;
+    let mut uniform = move || {
+        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    for i in 0..94 {
+        let c = if i == 93 { 197 } else { 183 };
+        let name = format!("Mixed_{i}.branch.conv");
+        nodes.push(format!(
+            r#"{{"name": "{name}", "op": "conv2d", "weight": "{name}.weight", "inputs": ["input"]}}"#
+        ));
+        nodes.push(format!(
+            r#"{{"name": "Mixed_{i}.branch.relu", "op": "relu"}}"#
+        ));
+        let w: Vec<f32> = (0..c * 3).map(|_| uniform()).collect();
+        tensors.push((
+            format!("{name}.weight"),
+            Dtype::F32,
+            vec![c, 3, 1, 1],
+            f32_bytes(&w),
+        ));
+        cat.push(format!("\"Mixed_{i}.branch.relu\""));
+    }
+    nodes.push(format!(
+        r#"{{"name": "cat", "op": "concat", "inputs": [{}]}}"#,
+        cat.join(", ")
+    ));
+    nodes.push(r#"{"name": "pool", "op": "global_avgpool"}"#.into());
+    nodes.push(r#"{"name": "flatten", "op": "flatten"}"#.into());
+    nodes
+        .push(r#"{"name": "fc", "op": "linear", "weight": "fc.weight", "bias": "fc.bias"}"#.into());
+    let fc: Vec<f32> = (0..10 * 17_216).map(|_| uniform() * 0.1).collect();
+    tensors.push((
+        "fc.weight".into(),
+        Dtype::F32,
+        vec![10, 17_216],
+        f32_bytes(&fc),
+    ));
+    tensors.push((
+        "fc.bias".into(),
+        Dtype::F32,
+        vec![10],
+        f32_bytes(&[0.0; 10]),
+    ));
+    let spec = dir.join("wide.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"format": "nshap.model.v1", "input": [3, 2, 2], "nodes": [{}]}}"#,
+            nodes.join(",\n")
+        ),
+    )
+    .unwrap();
+    let weights = dir.join("wide.safetensors");
+    write_tensors(&weights, &tensors);
+    let n = 16;
+    let x: Vec<f32> = (0..n * 12).map(|_| uniform() + 0.5).collect();
+    let labels: Vec<u8> = (0..n as u8).map(|i| i % 10).collect();
+    let data = dir.join("wide-eval.safetensors");
+    write_tensors(
+        &data,
+        &[
+            ("inputs".into(), Dtype::F32, vec![n, 3, 2, 2], f32_bytes(&x)),
+            ("labels".into(), Dtype::U8, vec![n], labels),
+        ],
+    );
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    (s(spec), s(weights), s(data))
+}
+
+/// 94 player layers and 17,216 players: resolved at once, and nothing prints 17k lines.
+#[test]
+fn ninety_four_layers_and_17216_players_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, weights, data) = wide_model(dir.path());
+    let model = ["--model", &spec, "--weights", &weights, "--data", &data];
+    let started = Instant::now();
+    let (out, _) = ok(&[&["inspect"][..], &model, &["--players", "filters"]].concat());
+    assert!(out.contains("total: 17216 players in 94 layers"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let run = dir.path().join("run");
+    let run_s = run.to_string_lossy().into_owned();
+    let (out, err) = ok(&[
+        &["run"][..],
+        &model,
+        &[
+            "--players",
+            "filters",
+            "--backend",
+            "cpu",
+            "--method",
+            "tmab",
+            "--budget",
+            "600",
+            "--examples-per-eval",
+            "4",
+            "--top-k",
+            "40",
+            "--out",
+            &run_s,
+        ],
+    ]
+    .concat());
+    assert!(
+        err.contains("17216 players in 94 layers (filters)"),
+        "{err}"
+    );
+    assert!(err.lines().count() < 200, "{err}");
+    assert!(err.lines().all(|l| l.len() < 400), "{err}");
+    assert!(out.lines().count() <= 30, "{out}");
+    assert!(out.contains("15 more of the top 40 in values.csv"), "{out}");
+    assert_eq!(read_values(&run).len(), 17_216);
+    let (out, _) = ok(&["report", &run_s]);
+    assert!(out.lines().count() < 80, "{out}");
+    assert!(
+        out.contains("94 layers; the 30 with the largest total"),
+        "{out}"
+    );
+    let layers = std::fs::read_to_string(run.join("layers.csv")).unwrap();
+    let rows: Vec<&str> = layers.lines().collect();
+    assert_eq!(rows.len(), 95);
+    // In player order, not by name.
+    assert!(
+        rows[1].starts_with("Mixed_0.branch.conv,183,"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[94].starts_with("Mixed_93.branch.conv,197,"),
+        "{}",
+        rows[94]
+    );
+    // One readable figure, not 94 panels 300 px each.
+    let png = std::fs::read(run.join("layers.png")).unwrap();
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert!(w <= 3200 && h <= 1200, "{w}x{h}");
+}

@@ -58,7 +58,9 @@ pub fn run_item(
                     )),
                 })
                 .collect();
-            let mut inputs: Vec<&[f32]> = node
+            // A shared operand holds one row per example; the ops broadcast it over the
+            // coalitions (row r reads row r % rows, see `ops`), so inputs keep their order.
+            let inputs: Vec<&[f32]> = node
                 .inputs
                 .iter()
                 .zip(&shared)
@@ -70,10 +72,6 @@ pub fn run_item(
                     (Source::Input, None) => unreachable!(),
                 })
                 .collect();
-            // A shared operand of `add` is broadcast; keep it second.
-            if inputs.len() == 2 && shared[0].is_some() {
-                inputs.swap(0, 1);
-            }
             ops::run(g, node, &inputs, total, &mut out);
             out
         };

@@ -46,6 +46,27 @@ impl CpuEvaluator {
             return Err(BackendError::Invalid("the job has no players".into()));
         }
         let plan = Plan::new(&job.graph, &job.players)?;
+        CpuEvaluator::with_plan(job, plan, options)
+    }
+
+    /// An evaluator that never moves masks past channel-wise ops (the plain path, for tests).
+    #[cfg(test)]
+    pub(crate) fn without_pushdown(
+        job: EvalJob,
+        options: CpuOptions,
+    ) -> Result<CpuEvaluator, BackendError> {
+        if job.players.is_empty() {
+            return Err(BackendError::Invalid("the job has no players".into()));
+        }
+        let plan = Plan::without_pushdown(&job.graph, &job.players)?;
+        CpuEvaluator::with_plan(job, plan, options)
+    }
+
+    fn with_plan(
+        job: EvalJob,
+        plan: Plan,
+        options: CpuOptions,
+    ) -> Result<CpuEvaluator, BackendError> {
         let pool = match options.threads {
             Some(t) => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()

@@ -10,6 +10,8 @@
 
 mod dependent;
 mod evaluator;
+#[cfg(test)]
+mod fast_path_tests;
 pub mod grad;
 mod means;
 pub mod measures;

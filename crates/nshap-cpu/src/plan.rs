@@ -38,8 +38,23 @@ pub struct LinearSuffix {
 
 impl Plan {
     pub fn new(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
+        Plan::build(graph, players, true)
+    }
+
+    /// The plan without moving masks past channel-wise ops: every op after a player node runs
+    /// per coalition. Slower, and the reference the pushed-down plan is tested against.
+    #[cfg(test)]
+    pub fn without_pushdown(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
+        Plan::build(graph, players, false)
+    }
+
+    fn build(graph: &Graph, players: &Players, pushdown: bool) -> Result<Plan, BackendError> {
         let (graph, players) = fold_batchnorm(graph, players);
-        let players = crate::pushdown::push_down(&graph, &players);
+        let players = if pushdown {
+            crate::pushdown::push_down(&graph, &players)
+        } else {
+            players
+        };
         let n = graph.nodes.len();
         let mut dependent = vec![false; n];
         let mut boundary = vec![false; n];

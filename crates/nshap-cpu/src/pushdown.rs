@@ -1,30 +1,60 @@
 //! Move each mask past the channel-wise ops that follow its player node.
 //!
-//! With a per-channel constant baseline, a channel-wise op `f` (activation, batchnorm affine,
-//! max/average pooling without padding, global pooling, flatten, identity) commutes with masking:
-//! `f(mask(x, b)) = mask(f(x), f(b))`. Moving the mask to the end of such a chain makes the chain
-//! shared by every coalition (computed once per example) and leaves less per-coalition work.
+//! With a per-channel constant baseline, a channel-wise op `f` commutes with masking:
+//! `f(mask(x, b)) = mask(f(x), f(b))`, where `f(b)` is what `f` makes of a channel that is `b`
+//! at every position. Moving the mask to the end of such a chain makes the chain shared by every
+//! coalition (computed once per example) and leaves less per-coalition work.
+//!
+//! Ops that commute: every activation, PReLU and `Scale` (per-channel maps), the batchnorm
+//! affine, max pooling of any kind (the max of a constant window is the constant; padding never
+//! counts), average pooling whose divisor counts only in-bounds taps (no padding, or
+//! `count_include_pad` off), adaptive and global average pooling, flatten and identity.
+//! Ops that do not: layer norm (mixes channels), `Mul`, `Add` and `Concat` (several inputs),
+//! `Slice` and `ChannelShuffle` (they move channels: the players would have to be renumbered),
+//! linear and conv.
 
 use nshap_model::{Graph, Op, PlayerLayer, Players, Source};
 
+/// `params[c]` for each player channel, when the op's per-channel parameters are indexed by the
+/// same channels as the players (not after a flatten, where one player spans many features).
+fn per_channel<'a>(params: &'a [f32], baseline: &[f32]) -> Option<&'a [f32]> {
+    (params.len() == baseline.len()).then_some(params)
+}
+
 /// The baseline after `op`, or `None` when `op` does not commute with channel masking.
 fn through(op: &Op, baseline: &[f32]) -> Option<Vec<f32>> {
+    let map = |params: &[f32], f: &dyn Fn(f32, f32) -> f32| {
+        per_channel(params, baseline)
+            .map(|p| baseline.iter().zip(p).map(|(&b, &w)| f(b, w)).collect())
+    };
     match op {
         Op::Activation(a) => Some(baseline.iter().map(|&b| a.apply(b)).collect()),
-        Op::BatchNorm(bn) => Some(
-            baseline
-                .iter()
-                .enumerate()
-                .map(|(c, &b)| b * bn.scale[c] + bn.shift[c])
-                .collect(),
-        ),
-        // Max of a constant window is the constant (padding is -inf in max pooling).
-        Op::MaxPool2d(_) | Op::GlobalAvgPool | Op::Flatten | Op::Identity => {
-            Some(baseline.to_vec())
+        Op::BatchNorm(bn) => {
+            let scale = per_channel(&bn.scale, baseline)?;
+            let shift = per_channel(&bn.shift, baseline)?;
+            let after = baseline.iter().zip(scale).zip(shift);
+            Some(after.map(|((&b, &s), &t)| b * s + t).collect())
         }
-        // Average pooling counts zero padding, which would mix 0 into the constant.
-        Op::AvgPool2d(p) if p.padding == (0, 0) => Some(baseline.to_vec()),
-        _ => None,
+        Op::Prelu(slopes) => map(slopes, &|b, a| if b > 0.0 { b } else { a * b }),
+        Op::Scale(w) => map(w, &|b, w| b * w),
+        // Max of a constant window is the constant (padding is never a candidate).
+        Op::MaxPool2d(_)
+        | Op::GlobalAvgPool
+        | Op::AdaptiveAvgPool2d
+        | Op::Flatten
+        | Op::Identity => Some(baseline.to_vec()),
+        // A divisor counting padding (zeros) would mix 0 into the constant; with padding 0 the
+        // divisor is the number of in-bounds taps, ceil mode included.
+        Op::AvgPool2d(p) if p.padding == (0, 0) || !p.count_include_pad => Some(baseline.to_vec()),
+        Op::AvgPool2d(_)
+        | Op::Linear(_)
+        | Op::Conv2d(_)
+        | Op::Add
+        | Op::Mul
+        | Op::Concat
+        | Op::Slice { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::LayerNorm(_) => None,
     }
 }
 

@@ -6,9 +6,10 @@
 //! `grad::backward` with the central difference `(f(x + h e_i) - f(x - h e_i)) / (2h)`, h = 1e-2,
 //! for input elements `i` and, with a forward that overrides one node's output, for node outputs
 //! (total derivatives through everything downstream, fan-out included). Two examples per batch
-//! (rows = 2), so row offsets are checked too. Per-op inputs avoid kinks by construction (ReLU
-//! inputs at least 0.05 from 0, max-pool inputs distinct by 0.05); in whole graphs an element
-//! whose step flips a ReLU sign or a max-pool argmax is skipped (at most 5% of them).
+//! (rows = 2), so row offsets are checked too. Per-op inputs avoid kinks by construction (inputs
+//! of piecewise activations and PReLU at least 0.05 from every kink, max-pool inputs distinct by
+//! 0.05); in whole graphs an element whose step crosses a kink of a piecewise activation or
+//! PReLU, or changes a max-pool argmax, is skipped (at most 5% of them).
 //!
 //! Tolerance: `max_i |fd_i - analytic_i| <= TOL_REL * max_i |analytic_i|`, TOL_REL = 2e-3.
 //! Why a right gradient passes: the truncation error is ~h^2 |f'''| / 6 ~ 2e-5 and the f32
@@ -26,7 +27,9 @@
 
 use nshap_cpu::grad::{backward, forward_all};
 use nshap_cpu::ops;
-use nshap_model::{Activation, BatchNorm, Conv2d, Graph, Linear, Node, Op, Pool2d, Shape, Source};
+use nshap_model::{
+    Activation, BatchNorm, Conv2d, Graph, LayerNorm, Linear, Node, Op, Pool2d, Shape, Source,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -74,17 +77,23 @@ impl Builder {
 
     /// Add a node reading `inputs` (default: the previous node); its shape is inferred.
     fn push(&mut self, op: Op, inputs: &[Source]) -> Source {
+        self.push_shaped(op, inputs, None)
+    }
+
+    /// [`Builder::push`] with the output shape given (required for adaptive pooling).
+    fn push_shaped(&mut self, op: Op, inputs: &[Source], shape: Option<Shape>) -> Source {
         let inputs = if inputs.is_empty() {
             vec![self.last()]
         } else {
             inputs.to_vec()
         };
         let in_shape = self.shape(inputs[0]);
+        let shapes: Vec<Shape> = inputs.iter().map(|&s| self.shape(s)).collect();
         let image = |s: Shape| match s {
             Shape::Image { c, h, w } => (c, h, w),
             Shape::Features(f) => panic!("image expected, found [{f}]"),
         };
-        let shape = match &op {
+        let shape = shape.unwrap_or_else(|| match &op {
             Op::Linear(l) => Shape::Features(l.out_features),
             Op::Conv2d(c) => {
                 let (_, h, w) = image(in_shape);
@@ -99,8 +108,8 @@ impl Builder {
                 let (c, h, w) = image(in_shape);
                 Shape::Image {
                     c,
-                    h: (h + 2 * p.padding.0 - p.kernel.0) / p.stride.0 + 1,
-                    w: (w + 2 * p.padding.1 - p.kernel.1) / p.stride.1 + 1,
+                    h: p.out_len(h, 0).expect("window fits"),
+                    w: p.out_len(w, 1).expect("window fits"),
                 }
             }
             Op::GlobalAvgPool => Shape::Image {
@@ -108,9 +117,34 @@ impl Builder {
                 h: 1,
                 w: 1,
             },
+            Op::AdaptiveAvgPool2d => panic!("adaptive pooling needs push_shaped"),
             Op::Flatten => Shape::Features(in_shape.numel()),
-            Op::BatchNorm(_) | Op::Activation(_) | Op::Add | Op::Identity => in_shape,
-        };
+            // The larger operand (the other one may be a broadcast [C, 1, 1] or [C]).
+            Op::Mul => *shapes.iter().max_by_key(|s| s.numel()).unwrap(),
+            Op::Concat => {
+                let c = shapes.iter().map(Shape::channels).sum();
+                match in_shape {
+                    Shape::Image { h, w, .. } => Shape::Image { c, h, w },
+                    Shape::Features(_) => Shape::Features(c),
+                }
+            }
+            Op::Slice { start, end } => match in_shape {
+                Shape::Image { h, w, .. } => Shape::Image {
+                    c: end - start,
+                    h,
+                    w,
+                },
+                Shape::Features(_) => Shape::Features(end - start),
+            },
+            Op::BatchNorm(_)
+            | Op::Activation(_)
+            | Op::Prelu(_)
+            | Op::Scale(_)
+            | Op::ChannelShuffle { .. }
+            | Op::LayerNorm(_)
+            | Op::Add
+            | Op::Identity => in_shape,
+        });
         let name = format!("n{}_{}", self.nodes.len(), op.kind());
         self.nodes.push(Node {
             name,
@@ -201,11 +235,10 @@ impl Builder {
         s: (usize, usize),
         p: (usize, usize),
     ) -> Source {
-        let pool = Pool2d {
-            kernel: k,
-            stride: s,
-            padding: p,
-        };
+        self.pool_with(max, Pool2d::new(k, s, p))
+    }
+
+    fn pool_with(&mut self, max: bool, pool: Pool2d) -> Source {
         self.push(
             if max {
                 Op::MaxPool2d(pool)
@@ -214,6 +247,32 @@ impl Builder {
             },
             &[],
         )
+    }
+
+    fn layernorm(&mut self) -> Source {
+        let c = self.shape(self.last()).channels();
+        let weight: Vec<f32> = (0..c).map(|_| self.rng.random_range(0.5..1.5)).collect();
+        let bias = self.uniform(c, 0.5);
+        self.push(
+            Op::LayerNorm(LayerNorm {
+                weight,
+                bias,
+                eps: 1e-5,
+            }),
+            &[],
+        )
+    }
+
+    fn prelu(&mut self) -> Source {
+        let c = self.shape(self.last()).channels();
+        let slopes = self.uniform(c, 0.8);
+        self.push(Op::Prelu(slopes), &[])
+    }
+
+    fn scale(&mut self) -> Source {
+        let c = self.shape(self.last()).channels();
+        let w = self.uniform(c, 1.5);
+        self.push(Op::Scale(w), &[])
     }
 
     fn graph(&self) -> Graph {
@@ -256,8 +315,9 @@ fn forward_override(
     outs
 }
 
-/// Which side of every kink the forward is on: the sign of each ReLU input and, for each
-/// max-pool, how often each input position is a window's argmax.
+/// Which side of every kink the forward is on: the piece of each piecewise activation's input
+/// (ReLU, leaky ReLU, ELU, PReLU, hardtanh, hardswish, hardsigmoid) and, for each max-pool, how
+/// often each input position is a window's argmax.
 fn branches(graph: &Graph, input: &[f32], rows: usize, outs: &[Vec<f32>]) -> Vec<u8> {
     let mut pattern = Vec::new();
     for node in &graph.nodes {
@@ -267,7 +327,8 @@ fn branches(graph: &Graph, input: &[f32], rows: usize, outs: &[Vec<f32>]) -> Vec
         };
         let in_shape = graph.shape_of(node.inputs[0]);
         match &node.op {
-            Op::Activation(Activation::Relu) => pattern.extend(x.iter().map(|&v| (v > 0.0) as u8)),
+            Op::Activation(a) => pattern.extend(x.iter().map(|&v| kink_side(*a, v))),
+            Op::Prelu(_) => pattern.extend(x.iter().map(|&v| (v > 0.0) as u8)),
             Op::MaxPool2d(p) => {
                 let ones = vec![1.0; rows * node.shape.numel()];
                 let mut hits = vec![0.0; x.len()];
@@ -278,6 +339,17 @@ fn branches(graph: &Graph, input: &[f32], rows: usize, outs: &[Vec<f32>]) -> Vec
         }
     }
     pattern
+}
+
+/// Which piece of a piecewise activation `x` is on (0 for the smooth ones).
+fn kink_side(act: Activation, x: f32) -> u8 {
+    let side = |t: f32| (x > t) as u8;
+    match act {
+        Activation::Relu | Activation::LeakyRelu { .. } | Activation::Elu { .. } => side(0.0),
+        Activation::HardTanh { min, max } => side(min) + 2 * side(max),
+        Activation::Hardswish | Activation::Hardsigmoid => side(-3.0) + 2 * side(3.0),
+        Activation::Gelu | Activation::Sigmoid | Activation::Tanh | Activation::Silu => 0,
+    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -424,7 +496,7 @@ fn compare_away_from_kinks(fd: &[f64], an: &[f64], kink: &[bool], what: &str) ->
     );
     if skipped > 0 {
         println!(
-            "{what}: {skipped} of {} elements straddle a ReLU/max-pool kink, skipped",
+            "{what}: {skipped} of {} elements straddle a kink (piecewise activation or max-pool argmax), skipped",
             fd.len()
         );
     }
@@ -685,6 +757,281 @@ fn add_backward_with_fan_out() {
     });
 }
 
+/// Inputs in `[lo, hi]` at least 0.05 from every point of `kinks` (step 1e-2).
+fn away_from(shape: Shape, lo: f32, hi: f32, kinks: &[f32], rng: &mut StdRng) -> Vec<f32> {
+    (0..ROWS * shape.numel())
+        .map(|_| loop {
+            let v: f32 = rng.random_range(lo..hi);
+            if kinks.iter().all(|k| (v - k).abs() >= 0.05) {
+                break v;
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn new_activations_backward() {
+    let acts = [
+        (Activation::Silu, vec![]),
+        (Activation::Hardswish, vec![-3.0, 3.0]),
+        (Activation::Hardsigmoid, vec![-3.0, 3.0]),
+        (
+            Activation::HardTanh {
+                min: -0.5,
+                max: 0.7,
+            },
+            vec![-0.5, 0.7],
+        ),
+        (Activation::HardTanh { min: 0.0, max: 6.0 }, vec![0.0, 6.0]),
+        (Activation::LeakyRelu { slope: 0.1 }, vec![0.0]),
+        (Activation::LeakyRelu { slope: -0.3 }, vec![0.0]),
+        (Activation::Elu { alpha: 1.0 }, vec![0.0]),
+        (Activation::Elu { alpha: 0.6 }, vec![0.0]),
+    ];
+    for (i, (act, kinks)) in acts.into_iter().enumerate() {
+        let mut b = Builder::new(IMG, 200 + i as u64);
+        b.act(act);
+        let graph = b.graph();
+        let mut rng = StdRng::seed_from_u64(300 + i as u64);
+        // [-4, 7]: both sides of hardswish/hardsigmoid's -3 and 3 and of ReLU6's 6.
+        let x = away_from(IMG, -4.0, 7.0, &kinks, &mut rng);
+        let what = format!("{act:?}");
+        Check::new(&graph, x.clone(), &mut rng).input(&what);
+        // Every piece of the activation is visited (the check covers all branches).
+        let pieces: std::collections::BTreeSet<u8> = x.iter().map(|&v| kink_side(act, v)).collect();
+        assert_eq!(pieces.len(), kinks.len() + 1, "{what}: pieces {pieces:?}");
+    }
+}
+
+/// PyTorch's derivatives at the kinks themselves (the finite differences cannot see them).
+#[test]
+fn activation_derivatives_at_kinks_follow_pytorch() {
+    use nshap_cpu::ops::elementwise::activation_derivative as d;
+    let at = |a: Activation, x: f32| d(a, x, a.apply(x));
+    assert_eq!(at(Activation::Relu, 0.0), 0.0);
+    assert_eq!(at(Activation::LeakyRelu { slope: 0.1 }, 0.0), 0.1);
+    assert_eq!(at(Activation::Elu { alpha: 0.5 }, 0.0), 0.5);
+    let relu6 = Activation::HardTanh { min: 0.0, max: 6.0 };
+    assert_eq!(
+        (at(relu6, 0.0), at(relu6, 6.0), at(relu6, 3.0)),
+        (0.0, 0.0, 1.0)
+    );
+    assert_eq!(at(Activation::Hardsigmoid, -3.0), 0.0);
+    assert_eq!(at(Activation::Hardsigmoid, 3.0), 0.0);
+    assert_eq!(at(Activation::Hardsigmoid, 0.0), 1.0 / 6.0);
+    assert_eq!(at(Activation::Hardswish, -3.0), -0.5);
+    assert_eq!(at(Activation::Hardswish, 3.0), 1.5);
+    assert_eq!(at(Activation::Hardswish, -3.01), 0.0);
+    assert_eq!(at(Activation::Hardswish, 3.01), 1.0);
+    assert_eq!(at(Activation::Silu, 0.0), 0.5);
+}
+
+#[test]
+fn prelu_and_scale_backward() {
+    for (i, shape) in [IMG, Shape::Features(9)].into_iter().enumerate() {
+        let mut b = Builder::new(shape, 210 + i as u64);
+        b.prelu();
+        let graph = b.graph();
+        let mut rng = StdRng::seed_from_u64(310 + i as u64);
+        let x = away_from_zero(shape, &mut rng);
+        Check::new(&graph, x, &mut rng).input(&format!("prelu {shape}"));
+        single_op(shape, 212 + i as u64, &format!("scale {shape}"), |b| {
+            b.scale();
+        });
+    }
+}
+
+#[test]
+fn pool_options_backward() {
+    let p = |k: usize, s: usize, pad: usize| Pool2d::new((k, k), (s, s), (pad, pad));
+    let with = |mut pool: Pool2d, f: &dyn Fn(&mut Pool2d)| {
+        f(&mut pool);
+        pool
+    };
+    // Input [4, 7, 6]: ceil mode adds a window along H for 2x2 s2 and along W for 3x3 s2 p1.
+    let cases: Vec<(&str, bool, Pool2d)> = vec![
+        (
+            "maxpool 3x3 dilation 2",
+            true,
+            with(p(3, 1, 0), &|q| q.dilation = (2, 2)),
+        ),
+        (
+            "maxpool 3x2 dilation (2,3) padding (2,1) stride 2",
+            true,
+            with(Pool2d::new((3, 2), (2, 2), (2, 1)), &|q| {
+                q.dilation = (2, 3)
+            }),
+        ),
+        (
+            "maxpool 2x2 ceil",
+            true,
+            with(p(2, 2, 0), &|q| q.ceil_mode = true),
+        ),
+        (
+            "maxpool 3x3 s2 p1 ceil",
+            true,
+            with(p(3, 2, 1), &|q| q.ceil_mode = true),
+        ),
+        (
+            "maxpool 3x3 s2 p1 dilation 2 ceil",
+            true,
+            with(p(3, 2, 1), &|q| {
+                q.ceil_mode = true;
+                q.dilation = (2, 2)
+            }),
+        ),
+        (
+            "avgpool 2x2 ceil",
+            false,
+            with(p(2, 2, 0), &|q| q.ceil_mode = true),
+        ),
+        (
+            "avgpool 3x3 s2 p1 ceil (divisor clipped to the padded input)",
+            false,
+            with(p(3, 2, 1), &|q| q.ceil_mode = true),
+        ),
+        (
+            "avgpool 3x3 s1 p1 count_include_pad=false",
+            false,
+            with(p(3, 1, 1), &|q| q.count_include_pad = false),
+        ),
+        (
+            "avgpool 3x3 s2 p1 ceil count_include_pad=false",
+            false,
+            with(p(3, 2, 1), &|q| {
+                q.ceil_mode = true;
+                q.count_include_pad = false
+            }),
+        ),
+    ];
+    for (i, (what, max, pool)) in cases.into_iter().enumerate() {
+        let mut b = Builder::new(IMG, 220 + i as u64);
+        b.pool_with(max, pool);
+        let graph = b.graph();
+        let Shape::Image { h, w, .. } = graph.nodes[0].shape else {
+            unreachable!()
+        };
+        let floor = Pool2d {
+            ceil_mode: false,
+            ..pool
+        };
+        if pool.ceil_mode {
+            let more = (floor.out_len(7, 0).unwrap(), floor.out_len(6, 1).unwrap()) != (h, w);
+            assert!(more, "{what}: ceil mode should add a window here");
+        }
+        let mut rng = StdRng::seed_from_u64(320 + i as u64);
+        let x = distinct(IMG, &mut rng);
+        Check::new(&graph, x, &mut rng).input(what);
+    }
+}
+
+#[test]
+fn adaptive_avgpool_backward() {
+    // 7 x 6 to 3 x 4 (overlapping windows on both axes), 5 x 5, 2 x 1, 1 x 1, 7 x 6 (identity).
+    for (i, (h, w)) in [(3, 4), (5, 5), (2, 1), (1, 1), (7, 6)]
+        .into_iter()
+        .enumerate()
+    {
+        let what = format!("adaptive avgpool to {h}x{w}");
+        single_op(IMG, 230 + i as u64, &what, |b| {
+            b.push_shaped(
+                Op::AdaptiveAvgPool2d,
+                &[],
+                Some(Shape::Image { c: 4, h, w }),
+            );
+        });
+    }
+}
+
+#[test]
+fn mul_backward_with_broadcasting() {
+    single_op(IMG, 240, "mul(x, y) same shape", |b| {
+        let t = b.act(Activation::Tanh);
+        let c = b.conv(4, 3, 1, 1, 1, 1);
+        b.push(Op::Mul, &[t, c]);
+    });
+    single_op(IMG, 241, "mul(x, x)", |b| {
+        let t = b.act(Activation::Tanh);
+        b.push(Op::Mul, &[t, t]);
+    });
+    // Squeeze-and-excitation: the [C, 1, 1] gate as the second and as the first operand.
+    for (i, gate_first) in [false, true].into_iter().enumerate() {
+        let what = format!("mul with a [C,1,1] operand (gate first: {gate_first})");
+        single_op(IMG, 242 + i as u64, &what, |b| {
+            let x = b.act(Activation::Silu);
+            b.push(Op::GlobalAvgPool, &[]);
+            b.conv(4, 1, 1, 0, 1, 1);
+            let gate = b.act(Activation::Sigmoid);
+            let inputs = if gate_first { [gate, x] } else { [x, gate] };
+            b.push(Op::Mul, &inputs);
+        });
+    }
+    // A [C] operand broadcast over [C, H, W].
+    single_op(IMG, 244, "mul with a [C] operand", |b| {
+        let x = b.act(Activation::Tanh);
+        b.push(Op::GlobalAvgPool, &[]);
+        b.push(Op::Flatten, &[]);
+        let v = b.act(Activation::Sigmoid);
+        b.push(Op::Mul, &[v, x]);
+    });
+    single_op(Shape::Features(6), 245, "mul [F] x [F]", |b| {
+        let t = b.act(Activation::Tanh);
+        b.push(Op::Mul, &[t, Source::Input]);
+    });
+}
+
+#[test]
+fn concat_slice_shuffle_backward() {
+    single_op(IMG, 250, "concat(conv, input, conv)", |b| {
+        let c = b.conv(3, 3, 1, 1, 1, 1);
+        b.push(Op::Concat, &[c, Source::Input, c]);
+    });
+    single_op(Shape::Features(5), 251, "concat [F]", |b| {
+        let t = b.act(Activation::Tanh);
+        b.linear(3);
+        let l = b.last();
+        b.push(Op::Concat, &[l, t]);
+    });
+    single_op(IMG, 252, "slice 1..3", |b| {
+        b.push(Op::Slice { start: 1, end: 3 }, &[]);
+    });
+    single_op(Shape::Features(7), 253, "slice [F] 2..7", |b| {
+        b.push(Op::Slice { start: 2, end: 7 }, &[]);
+    });
+    let six = Shape::Image { c: 6, h: 3, w: 4 };
+    for (i, groups) in [2, 3, 1, 6].into_iter().enumerate() {
+        single_op(
+            six,
+            254 + i as u64,
+            &format!("channel shuffle g{groups}"),
+            |b| {
+                b.push(Op::ChannelShuffle { groups }, &[]);
+            },
+        );
+    }
+}
+
+#[test]
+fn layernorm_backward() {
+    for (i, shape) in [
+        Shape::Image { c: 8, h: 3, w: 4 },
+        Shape::Features(10),
+        Shape::Image { c: 1, h: 2, w: 2 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        single_op(shape, 260 + i as u64, &format!("layernorm {shape}"), |b| {
+            b.layernorm();
+            if shape.channels() == 1 {
+                // One channel normalises to the bias: zero Jacobian; add a path that is not.
+                let ln = b.last();
+                b.push(Op::Mul, &[ln, Source::Input]);
+            }
+        });
+    }
+}
+
 // ------------------------------------------------------------------ whole graphs
 
 /// A small random graph using every op kind, with residual fan-out, checked at the input and at
@@ -704,14 +1051,7 @@ fn whole_graph_backward() {
     b.push(Op::Add, &[dw, stem]); // 6
     let main = b.push(Op::Identity, &[]); // 7
     let short = b.conv_from(stem, 6, (1, 1), (2, 2), (0, 0), (1, 1), 1); // 8: [6, 2, 2]
-    let pooled = b.push(
-        Op::MaxPool2d(Pool2d {
-            kernel: (3, 3),
-            stride: (2, 2),
-            padding: (1, 1),
-        }),
-        &[main],
-    ); // 9: [6, 2, 2]
+    let pooled = b.push(Op::MaxPool2d(Pool2d::new((3, 3), (2, 2), (1, 1))), &[main]); // 9: [6, 2, 2]
     b.push(Op::Add, &[pooled, short]); // 10
     b.pool(false, (3, 3), (1, 1), (1, 1)); // 11: [6, 2, 2]
     b.act(Activation::Tanh); // 12
@@ -758,6 +1098,84 @@ fn residual_block_backward() {
     check.input("residual block");
     for j in 0..graph.nodes.len() {
         check.node(j, "residual block");
+    }
+}
+
+/// Graphs of the ops added for MobileNet/ShuffleNet/ConvNeXt/EfficientNet-style models, checked
+/// at the input and at every node. First: dilated ceil-mode max pooling, layer norm, hardswish,
+/// squeeze-and-excitation (a broadcast mul), PReLU, concat, channel shuffle, a slice and a layer
+/// scale. Second: ceil-mode average pooling without counting padding, ELU, adaptive average
+/// pooling, leaky ReLU, SiLU and layer norm over features. (Two graphs rather than one: each node's gradient
+/// is then large enough against the f32 rounding of f for the 2e-3 tolerance.)
+#[test]
+fn whole_graphs_of_new_ops_backward() {
+    let input = Shape::Image { c: 2, h: 8, w: 8 };
+    let mut b = Builder::new(input, 270);
+    b.conv(6, 3, 1, 1, 1, 1); // 0: [6, 8, 8]
+                              // Max pooling early, on values that do not depend on every input (so that few steps change
+                              // an argmax): 3x3 dilation 2, stride 2, padding 1, ceil mode (4 windows instead of 3).
+    let mut pool = Pool2d::new((3, 3), (2, 2), (1, 1));
+    pool.dilation = (2, 2);
+    pool.ceil_mode = true;
+    let stem = b.pool_with(true, pool); // 1: [6, 4, 4]
+    b.layernorm(); // 2
+    let x = b.act(Activation::Hardswish); // 3
+    b.push(Op::GlobalAvgPool, &[]); // 4: [6, 1, 1]
+    b.conv(6, 1, 1, 0, 1, 1); // 5
+    let gate = b.act(Activation::Hardsigmoid); // 6
+    let se = b.push(Op::Mul, &[x, gate]); // 7: [6, 4, 4]
+    b.conv_from(stem, 4, (1, 1), (1, 1), (0, 0), (1, 1), 1); // 8: [4, 4, 4]
+    let side = b.prelu(); // 9
+    b.push(Op::Concat, &[se, side]); // 10: [10, 4, 4]
+    b.push(Op::ChannelShuffle { groups: 2 }, &[]); // 11
+    b.push(Op::Slice { start: 2, end: 8 }, &[]); // 12: [6, 4, 4]
+    b.scale(); // 13
+    b.push(Op::Flatten, &[]); // 14
+    b.linear(5); // 15: logits
+    let graph = b.graph();
+    let mut rng = StdRng::seed_from_u64(370);
+    // Inputs in [-3, 3]: the layer norm's input then varies over the channels by much more than
+    // the step at every position (the FD truncation error grows as (step / std)^2).
+    let x: Vec<f32> = random_input(input, &mut rng)
+        .into_iter()
+        .map(|v| 3.0 * v)
+        .collect();
+    let check = Check::new(&graph, x, &mut rng);
+    check.input("new-ops graph 1");
+    for j in 0..graph.nodes.len() {
+        check.node(j, "new-ops graph 1");
+    }
+
+    let input = Shape::Image { c: 2, h: 6, w: 6 };
+    let mut b = Builder::new(input, 271);
+    b.conv(6, 3, 1, 1, 1, 1); // 0: [6, 6, 6]
+    let mut avg = Pool2d::new((3, 3), (2, 2), (1, 1));
+    avg.count_include_pad = false;
+    avg.ceil_mode = true;
+    b.pool_with(false, avg); // 1: [6, 4, 4] (ceil mode: 3 without)
+    b.act(Activation::Elu { alpha: 0.7 }); // 2
+    b.push_shaped(
+        Op::AdaptiveAvgPool2d,
+        &[],
+        Some(Shape::Image { c: 6, h: 3, w: 3 }),
+    ); // 3: overlapping windows
+    b.act(Activation::LeakyRelu { slope: 0.2 }); // 4
+    b.push(Op::Flatten, &[]); // 5
+    b.linear(8); // 6
+    b.act(Activation::Silu); // 7
+    b.layernorm(); // 8: [F]
+    b.linear(5); // 9: logits
+    let graph = b.graph();
+    let mut rng = StdRng::seed_from_u64(371);
+    // [-3, 3] too: fewer values of the averages within a step of ELU's and leaky ReLU's kink.
+    let x: Vec<f32> = random_input(input, &mut rng)
+        .into_iter()
+        .map(|v| 3.0 * v)
+        .collect();
+    let check = Check::new(&graph, x, &mut rng);
+    check.input("new-ops graph 2");
+    for j in 0..graph.nodes.len() {
+        check.node(j, "new-ops graph 2");
     }
 }
 

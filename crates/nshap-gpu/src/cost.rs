@@ -2,13 +2,16 @@
 //! table in docs/gpu.md, and a `Throughput` for benches (criterion has no FLOP unit).
 //!
 //! Conventions: 2 FLOPs per multiply-add (bias adds not counted), 1 per output element for
-//! elementwise work and per window element for pooling. Bytes are the compulsory traffic of a
-//! step: its output written once, its inputs read once, weights read once per chunk (amortised to
-//! 0 here). Shared (prefix) steps run once per example, not per coalition, and are reported with
-//! `shared = true`; their cost per coalition-example is theirs divided by the coalitions in a chunk.
+//! elementwise work and per window element for pooling, 8 per element for layernorm, none for
+//! channel copies (concat, slice, shuffle). Bytes are the compulsory traffic of a step: its
+//! output written once, its inputs read once, weights read once per chunk (amortised to 0 here);
+//! a channel copy moves only the channels it copies (one concat input, a slice's range). Shared
+//! (prefix) steps run once per example, not per coalition, and are reported with `shared = true`;
+//! their cost per coalition-example is theirs divided by the coalitions in a chunk.
 
 use crate::plan::{Plan, StepOp};
-use nshap_model::{Graph, Op, Players};
+use nshap_model::graph::adaptive_window;
+use nshap_model::{Graph, Op, Players, Shape};
 
 /// The cost of one planned step for one example of one coalition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
                 .iter()
                 .map(|&t| plan.tensors[t].shape.numel() as u64)
                 .sum();
+            let spatial = plan.tensors[step.output].shape.spatial() as u64;
+            let mut bytes = 4 * (out + inputs);
             let flops = match &step.op {
                 StepOp::Linear { node } | StepOp::Conv2d { node } => {
                     let mac = match &graph.nodes[*node].op {
@@ -48,15 +53,26 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
                     2 * out * mac
                 }
                 StepOp::MaxPool(p) | StepOp::AvgPool(p) => out * (p.kernel.0 * p.kernel.1) as u64,
+                StepOp::AdaptiveAvgPool => adaptive_taps(
+                    plan.tensors[step.inputs[0]].shape,
+                    plan.tensors[step.output].shape,
+                ),
                 StepOp::GlobalAvgPool => inputs,
-                StepOp::Affine { .. } | StepOp::Map | StepOp::Add => out,
+                StepOp::Affine { .. } | StepOp::Map | StepOp::Add | StepOp::Mul { .. } => out,
+                // Mean, squared deviations and the normalisation: 8 per element.
+                StepOp::LayerNorm { .. } => 8 * out,
+                // A copy: no arithmetic; it reads and writes only its own channels.
+                StepOp::ChannelCopy { channels, .. } => {
+                    bytes = 8 * *channels as u64 * spatial;
+                    0
+                }
             } + if step.act.is_some() { out } else { 0 };
             StepCost {
                 label: step.label.clone(),
                 kernel: step.op.kernel().name(),
                 shared: plan.tensors[step.output].shared,
                 flops,
-                bytes: 4 * (out + inputs),
+                bytes,
             }
         })
         .collect();
@@ -71,6 +87,23 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
     costs
 }
 
+/// Input elements summed over the windows of adaptive average pooling from `input` to `output`
+/// (one add per tap).
+fn adaptive_taps(input: Shape, output: Shape) -> u64 {
+    let (Shape::Image { c, h, w }, Shape::Image { h: oh, w: ow, .. }) = (input, output) else {
+        return output.numel() as u64;
+    };
+    let axis = |n: usize, out: usize| -> u64 {
+        (0..out)
+            .map(|o| {
+                let (a, b) = adaptive_window(o, n, out);
+                (b - a) as u64
+            })
+            .sum()
+    };
+    c as u64 * axis(h, oh) * axis(w, ow)
+}
+
 /// FLOPs per coalition-example of the per-coalition (non-shared) steps: the work each extra
 /// coalition costs. Use with `criterion::Throughput::Elements` to report FLOP/s.
 pub fn flops_per_coalition_example(graph: &Graph, players: &Players) -> u64 {
@@ -79,4 +112,84 @@ pub fn flops_per_coalition_example(graph: &Graph, players: &Players) -> u64 {
         .filter(|c| !c.shared)
         .map(|c| c.flops)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nshap_model::{LayerNorm, Node, PlayerLayer, Source};
+
+    fn node(name: &str, op: Op, inputs: Vec<Source>, shape: Shape) -> Node {
+        Node {
+            name: name.into(),
+            op,
+            inputs,
+            shape,
+        }
+    }
+
+    #[test]
+    fn new_steps_are_costed() {
+        let img = |c| Shape::Image { c, h: 4, w: 4 };
+        let graph = Graph {
+            input: img(2),
+            nodes: vec![
+                node("pre", Op::Identity, vec![Source::Input], img(2)),
+                node(
+                    "cat",
+                    Op::Concat,
+                    vec![Source::Node(0), Source::Input, Source::Node(0)],
+                    img(6),
+                ),
+                node(
+                    "ln",
+                    Op::LayerNorm(LayerNorm {
+                        weight: vec![1.0; 6],
+                        bias: vec![0.0; 6],
+                        eps: 1e-5,
+                    }),
+                    vec![Source::Node(1)],
+                    img(6),
+                ),
+                node(
+                    "pool",
+                    Op::AdaptiveAvgPool2d,
+                    vec![Source::Node(2)],
+                    Shape::Image { c: 6, h: 3, w: 3 },
+                ),
+                node(
+                    "flat",
+                    Op::Flatten,
+                    vec![Source::Node(3)],
+                    Shape::Features(54),
+                ),
+                node(
+                    "half",
+                    Op::Slice { start: 0, end: 27 },
+                    vec![Source::Node(4)],
+                    Shape::Features(27),
+                ),
+            ],
+        };
+        let players = Players::new(vec![PlayerLayer {
+            node: 0,
+            name: "pre".into(),
+            baseline: vec![0.0; 2],
+        }])
+        .unwrap();
+        let costs = cost_per_coalition_example(&graph, &players);
+        let find = |label: &str| costs.iter().find(|c| c.label == label).unwrap();
+        // Each concat part moves its own 2 channels of 16 positions: read + write, 4 bytes.
+        for k in 0..3 {
+            let part = find(&format!("cat (input {k})"));
+            assert_eq!(
+                (part.kernel, part.flops, part.bytes),
+                ("channel_copy", 0, 8 * 32)
+            );
+        }
+        assert_eq!(find("ln").flops, 8 * 96);
+        // 4 -> 3 adaptive windows per axis: [0,2), [1,3), [2,4): 6 taps an axis, 6 channels.
+        assert_eq!(find("pool").flops, 6 * 6 * 6);
+        assert_eq!(find("half").bytes, 8 * 27);
+    }
 }

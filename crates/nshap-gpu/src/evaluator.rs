@@ -21,8 +21,8 @@ use nshap_model::{
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Weights of one step: the weight matrix (storage precision) and an f32 side buffer (bias, or
-/// batchnorm scale and shift).
+/// Weights of one step: the weight matrix (storage precision) and an f32 side buffer (bias,
+/// batchnorm scale and shift, per-channel scale or slope, layernorm weight, bias and eps).
 struct StepWeights {
     weights: Option<wgpu::Buffer>,
     aux: Option<wgpu::Buffer>,
@@ -96,6 +96,15 @@ impl GpuEvaluator {
                     Op::BatchNorm(bn) => {
                         (None, Some([bn.scale.clone(), bn.shift.clone()].concat()))
                     }
+                    Op::Scale(w) => (None, Some([w.clone(), vec![0.0; w.len()]].concat())),
+                    Op::Prelu(slope) => (None, Some(slope.clone())),
+                    _ => (None, None),
+                },
+                StepOp::LayerNorm { node } => match &graph.nodes[*node].op {
+                    Op::LayerNorm(ln) => (
+                        None,
+                        Some([ln.weight.clone(), ln.bias.clone(), vec![ln.eps]].concat()),
+                    ),
                     _ => (None, None),
                 },
                 _ => (None, None),
@@ -257,7 +266,7 @@ impl GpuEvaluator {
             .zip(&self.step_weights)
             .map(|(step, w)| {
                 let second = match (&step.op, step.inputs.get(1)) {
-                    (StepOp::Add, Some(&t)) => self.slot_buffer(t),
+                    (StepOp::Add | StepOp::Mul { .. }, Some(&t)) => self.slot_buffer(t),
                     _ => w.weights.as_ref().unwrap_or(&self.dummy),
                 };
                 make(

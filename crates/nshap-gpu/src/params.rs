@@ -3,7 +3,8 @@
 use crate::plan::{Plan, Step, StepOp, TensorId};
 use nshap_model::{Activation, Graph, Metric, Op, Shape};
 
-/// Mirror of the WGSL `Params` struct: 32 u32, 128 bytes.
+/// Mirror of the WGSL `Params` struct: 32 four-byte words (u32, and f32 activation
+/// parameters), 128 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -36,7 +37,11 @@ pub(crate) struct Params {
     pub out_offset: u32,
     pub label_offset: u32,
     pub total: u32,
-    pub pad: [u32; 3],
+    /// Fused activation parameters (hardtanh min and max, leaky_relu slope, elu alpha).
+    pub act_a: f32,
+    pub act_b: f32,
+    /// channel_copy: first input channel read (the output channel offset is `out_offset`).
+    pub in_channel0: u32,
 }
 
 const NO_MASK: u32 = u32::MAX;
@@ -76,13 +81,20 @@ fn dims(shape: Shape) -> (u32, u32, u32) {
     }
 }
 
-fn act_code(act: Option<Activation>) -> u32 {
+/// The epilogue's activation code and its two parameters (see `activate` in epilogue.wgsl).
+fn act_code(act: Option<Activation>) -> (u32, f32, f32) {
     match act {
-        None => 0,
-        Some(Activation::Relu) => 1,
-        Some(Activation::Gelu) => 2,
-        Some(Activation::Sigmoid) => 3,
-        Some(Activation::Tanh) => 4,
+        None => (0, 0.0, 0.0),
+        Some(Activation::Relu) => (1, 0.0, 0.0),
+        Some(Activation::Gelu) => (2, 0.0, 0.0),
+        Some(Activation::Sigmoid) => (3, 0.0, 0.0),
+        Some(Activation::Tanh) => (4, 0.0, 0.0),
+        Some(Activation::Silu) => (5, 0.0, 0.0),
+        Some(Activation::Hardswish) => (6, 0.0, 0.0),
+        Some(Activation::Hardsigmoid) => (7, 0.0, 0.0),
+        Some(Activation::HardTanh { min, max }) => (8, min, max),
+        Some(Activation::LeakyRelu { slope }) => (9, slope, 0.0),
+        Some(Activation::Elu { alpha }) => (10, alpha, 0.0),
     }
 }
 
@@ -99,6 +111,7 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
     let rows = chunk.of(plan, step.output);
     let (c_in, h_in, w_in) = dims(plan.tensors[step.inputs[0]].shape);
     let (c_out, h_out, w_out) = dims(out.shape);
+    let (act, act_a, act_b) = act_code(step.act);
     let mut p = Params {
         rows,
         in_rows0: chunk.of(plan, step.inputs[0]),
@@ -116,7 +129,9 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
         d_h: 1,
         d_w: 1,
         groups: 1,
-        act: act_code(step.act),
+        act,
+        act_a,
+        act_b,
         mask_offset: step.mask.map_or(NO_MASK, |m| m as u32),
         mask_words: chunk.mask_words,
         mask_row0: chunk.mask_row0,
@@ -159,10 +174,48 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
             (p.k_h, p.k_w) = (pool.kernel.0 as u32, pool.kernel.1 as u32);
             (p.s_h, p.s_w) = (pool.stride.0 as u32, pool.stride.1 as u32);
             (p.p_h, p.p_w) = (pool.padding.0 as u32, pool.padding.1 as u32);
-            p.mode = u32::from(matches!(step.op, StepOp::AvgPool(_)));
+            (p.d_h, p.d_w) = (pool.dilation.0 as u32, pool.dilation.1 as u32);
+            p.mode = match step.op {
+                StepOp::MaxPool(_) => 0,
+                _ if pool.count_include_pad => 1,
+                _ => 2,
+            };
             flat(&mut p)
         }
-        StepOp::Affine { .. } | StepOp::Map | StepOp::Add | StepOp::GlobalAvgPool => flat(&mut p),
+        StepOp::AdaptiveAvgPool => {
+            p.mode = 3;
+            flat(&mut p)
+        }
+        StepOp::Affine { node } => {
+            p.mode = u32::from(matches!(graph.nodes[*node].op, Op::Prelu(_)));
+            flat(&mut p)
+        }
+        StepOp::Mul { per_channel } => {
+            p.mode = u32::from(per_channel[0]) | u32::from(per_channel[1]) << 1;
+            flat(&mut p)
+        }
+        StepOp::ChannelCopy {
+            in_channels,
+            in_channel,
+            out_channel,
+            channels,
+            groups,
+        } => {
+            // The graph's channel count: the input tensor may be a flattened [C, H, W] alias.
+            p.c_in = *in_channels as u32;
+            debug_assert_eq!(*channels as u32, p.c_in.min(p.c_out));
+            p.in_channel0 = *in_channel as u32;
+            p.out_offset = *out_channel as u32;
+            p.groups = *groups as u32;
+            p.total = rows * (*channels * out.shape.spatial()) as u32;
+            flat(&mut p)
+        }
+        StepOp::LayerNorm { .. } => {
+            // One thread per (row, position).
+            p.total = rows * out.shape.spatial() as u32;
+            flat(&mut p)
+        }
+        StepOp::Map | StepOp::Add | StepOp::GlobalAvgPool => flat(&mut p),
     };
     Dispatch {
         params: p,
@@ -199,4 +252,54 @@ pub(crate) fn metric_dispatch(
         ..Params::default()
     };
     Dispatch { params, workgroups }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_mirror_the_wgsl_struct() {
+        // Same size, and every WGSL member at the offset and with the kind of the Rust field.
+        macro_rules! fields {
+            ($($f:ident: $float:expr),* $(,)?) => {
+                vec![$((stringify!($f), std::mem::offset_of!(Params, $f) as u32, $float)),*]
+            };
+        }
+        let rust = fields![
+            rows: false, in_rows0: false, in_rows1: false, grid_x: false, c_in: false,
+            h_in: false, w_in: false, c_out: false, h_out: false, w_out: false, k_h: false,
+            k_w: false, s_h: false, s_w: false, p_h: false, p_w: false, d_h: false, d_w: false,
+            groups: false, act: false, mask_offset: false, mask_words: false, mask_row0: false,
+            rows_per_coalition: false, mode: false, class_index: false, out_offset: false,
+            label_offset: false, total: false, act_a: true, act_b: true, in_channel0: false,
+        ];
+        assert_eq!(std::mem::size_of::<Params>(), 128);
+        let source = include_str!("../../../shaders/params.wgsl");
+        let module = naga::front::wgsl::parse_str(source).expect("params.wgsl parses");
+        let ty = module
+            .types
+            .iter()
+            .map(|(_, t)| t)
+            .find(|t| t.name.as_deref() == Some("Params"))
+            .expect("struct Params");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("Params is a struct")
+        };
+        assert_eq!(*span, 128);
+        let wgsl: Vec<(&str, u32, bool)> = members
+            .iter()
+            .map(|m| {
+                let float = matches!(
+                    module.types[m.ty].inner,
+                    naga::TypeInner::Scalar(naga::Scalar {
+                        kind: naga::ScalarKind::Float,
+                        ..
+                    })
+                );
+                (m.name.as_deref().unwrap_or(""), m.offset, float)
+            })
+            .collect();
+        assert_eq!(wgsl, rust);
+    }
 }

@@ -2,19 +2,24 @@
 //!
 //! What the plan decides, once per job:
 //! - **Fusion**: an activation whose input is produced by a kernel that only it reads (and that is
-//!   not a player node) becomes that kernel's epilogue; a flatten or identity that is not a player
-//!   is an alias (no kernel).
+//!   not a player node, nor reached through an alias) becomes that kernel's epilogue; a flatten or
+//!   identity that is not a player is an alias (no kernel).
 //! - **Prefix sharing**: a step whose inputs do not depend on any player is *shared*: it runs once
 //!   per example chunk with one row per example, and later steps read it at `row % B`, i.e. it is
 //!   broadcast to every coalition. A player node whose inputs are all shared is computed shared and
 //!   unmasked, then one `map` step broadcasts it to coalitions x examples with the mask applied;
 //!   a player node deeper in the network gets the mask fused into the kernel that produces it.
+//! - **Channel moves**: a concat is one copy step per input, each writing its channels at their
+//!   offset of one output tensor, which is per coalition if any input is (a shared input is then
+//!   broadcast by the copy's `row % B` read); a slice or channel shuffle is one copy step. A mask or
+//!   fused activation of such a node goes to every one of its steps.
 //! - **Buffer reuse**: tensors are assigned to slots by liveness, separately for the shared pool
 //!   (rows = B) and the per-coalition pool (rows = M x B), so memory per row is the peak of live
 //!   tensors, not their sum.
 
 use crate::kernels::Kernel;
 use nshap_model::{Activation, Graph, Op, Players, Pool2d, Shape, Source};
+use std::ops::Range;
 
 /// Index into [`Plan::tensors`]; tensor 0 is the graph input.
 pub type TensorId = usize;
@@ -47,7 +52,7 @@ pub enum StepOp {
     Conv2d {
         node: usize,
     },
-    /// Unfolded batchnorm (per-channel scale and shift).
+    /// Per-channel constants: unfolded batchnorm (scale and shift), `Scale` (shift 0), `Prelu`.
     Affine {
         node: usize,
     },
@@ -55,8 +60,33 @@ pub enum StepOp {
     Map,
     MaxPool(Pool2d),
     AvgPool(Pool2d),
+    /// Adaptive average pooling to the output's size.
+    AdaptiveAvgPool,
     GlobalAvgPool,
     Add,
+    /// Elementwise product; an operand with one value per channel (`[C, 1, 1]` or `[C]`) under a
+    /// larger output is broadcast over positions (`per_channel[k]` for input k).
+    Mul {
+        per_channel: [bool; 2],
+    },
+    /// Write `channels` channels of the output starting at output channel `out_channel`, read
+    /// from the input (of `in_channels` channels) starting at channel `in_channel`, shuffled in
+    /// `groups` groups (1: in order). A concat is one such step per input, all writing the same
+    /// output tensor; a slice or a channel shuffle is one step.
+    ///
+    /// Channel counts come from the graph's shapes, not the plan's tensors: a flatten is an alias
+    /// whose tensor keeps its `[C, H, W]` shape although its readers see `[C * H * W]` features.
+    ChannelCopy {
+        in_channels: usize,
+        in_channel: usize,
+        out_channel: usize,
+        channels: usize,
+        groups: usize,
+    },
+    /// Layer normalisation over channels at every position.
+    LayerNorm {
+        node: usize,
+    },
 }
 
 impl StepOp {
@@ -66,9 +96,12 @@ impl StepOp {
             StepOp::Conv2d { .. } => Kernel::Conv2d,
             StepOp::Affine { .. } => Kernel::Affine,
             StepOp::Map => Kernel::Map,
-            StepOp::MaxPool(_) | StepOp::AvgPool(_) => Kernel::Pool2d,
+            StepOp::MaxPool(_) | StepOp::AvgPool(_) | StepOp::AdaptiveAvgPool => Kernel::Pool2d,
             StepOp::GlobalAvgPool => Kernel::GlobalAvgPool,
             StepOp::Add => Kernel::Add,
+            StepOp::Mul { .. } => Kernel::Mul,
+            StepOp::ChannelCopy { .. } => Kernel::ChannelCopy,
+            StepOp::LayerNorm { .. } => Kernel::LayerNorm,
         }
     }
 }
@@ -111,8 +144,11 @@ impl Plan {
         }];
         let mut steps: Vec<Step> = Vec::new();
         let mut value: Vec<TensorId> = Vec::with_capacity(graph.nodes.len());
-        // The step that produced each node's value (None for aliases of the input).
-        let mut producer: Vec<Option<usize>> = Vec::with_capacity(graph.nodes.len());
+        // The steps that produced each node's value (several for a concat; None for aliases of
+        // the input).
+        let mut producer: Vec<Option<Range<usize>>> = Vec::with_capacity(graph.nodes.len());
+        // Whether each node's value is an alias (a flatten or identity that runs no kernel).
+        let mut aliased: Vec<bool> = Vec::with_capacity(graph.nodes.len());
 
         for (i, node) in graph.nodes.iter().enumerate() {
             let inputs: Vec<TensorId> = node
@@ -123,62 +159,140 @@ impl Plan {
                     Source::Node(k) => value[k],
                 })
                 .collect();
-            let source_step = |s: &Source| match *s {
-                Source::Input => None,
-                Source::Node(k) => producer[k],
-            };
             let player = players.layer_of_node(i).map(|l| players.offset(l));
-            let new_step = |op: StepOp,
-                            act: Option<Activation>,
-                            tensors: &mut Vec<Tensor>,
-                            steps: &mut Vec<Step>| {
-                push_step(tensors, steps, op, &inputs, act, node)
+            let new_step = |op: StepOp, tensors: &mut Vec<Tensor>, steps: &mut Vec<Step>| {
+                let s = push_step(tensors, steps, op, &inputs, None, node);
+                s..s + 1
             };
-            let step = match &node.op {
+            let made: Range<usize> = match &node.op {
                 Op::Flatten | Op::Identity if player.is_none() => {
                     value.push(inputs[0]);
-                    producer.push(source_step(&node.inputs[0]));
+                    producer.push(match node.inputs[0] {
+                        Source::Input => None,
+                        Source::Node(k) => producer[k].clone(),
+                    });
+                    aliased.push(true);
                     continue;
                 }
-                Op::Flatten | Op::Identity => new_step(StepOp::Map, None, &mut tensors, &mut steps),
+                Op::Flatten | Op::Identity => new_step(StepOp::Map, &mut tensors, &mut steps),
                 Op::Activation(act) => {
                     let fusable = match node.inputs[0] {
-                        Source::Node(j) => producer[j].filter(|&s| {
-                            steps[s].act.is_none()
-                                && steps[s].mask.is_none()
-                                && steps[s].output == value[j]
-                                && players.layer_of_node(j).is_none()
+                        // Not through an alias: the aliased node's other readers (e.g. of the
+                        // conv before a flatten) would see the activation too.
+                        Source::Node(j) if !aliased[j] => producer[j].clone().filter(|r| {
+                            steps[r.clone()].iter().all(|s| {
+                                s.act.is_none() && s.mask.is_none() && s.output == value[j]
+                            }) && players.layer_of_node(j).is_none()
                                 && graph.consumers(j) == [i]
                         }),
+                        Source::Node(_) => None,
                         Source::Input => None,
                     };
                     match fusable {
-                        Some(s) => {
-                            steps[s].act = Some(*act);
-                            steps[s].label = node.name.clone();
-                            s
+                        Some(r) => {
+                            let parts = r.len();
+                            for (k, s) in steps[r.clone()].iter_mut().enumerate() {
+                                s.act = Some(*act);
+                                s.label = part_label(&node.name, k, parts);
+                            }
+                            r
                         }
-                        None => new_step(StepOp::Map, Some(*act), &mut tensors, &mut steps),
+                        None => {
+                            let s = push_step(
+                                &mut tensors,
+                                &mut steps,
+                                StepOp::Map,
+                                &inputs,
+                                Some(*act),
+                                node,
+                            );
+                            s..s + 1
+                        }
                     }
                 }
-                Op::Linear(_) => {
-                    new_step(StepOp::Linear { node: i }, None, &mut tensors, &mut steps)
+                Op::Linear(_) => new_step(StepOp::Linear { node: i }, &mut tensors, &mut steps),
+                Op::Conv2d(_) => new_step(StepOp::Conv2d { node: i }, &mut tensors, &mut steps),
+                Op::BatchNorm(_) | Op::Scale(_) | Op::Prelu(_) => {
+                    new_step(StepOp::Affine { node: i }, &mut tensors, &mut steps)
                 }
-                Op::Conv2d(_) => {
-                    new_step(StepOp::Conv2d { node: i }, None, &mut tensors, &mut steps)
+                Op::LayerNorm(_) => {
+                    new_step(StepOp::LayerNorm { node: i }, &mut tensors, &mut steps)
                 }
-                Op::BatchNorm(_) => {
-                    new_step(StepOp::Affine { node: i }, None, &mut tensors, &mut steps)
+                Op::MaxPool2d(p) => new_step(StepOp::MaxPool(*p), &mut tensors, &mut steps),
+                Op::AvgPool2d(p) => new_step(StepOp::AvgPool(*p), &mut tensors, &mut steps),
+                Op::AdaptiveAvgPool2d => {
+                    new_step(StepOp::AdaptiveAvgPool, &mut tensors, &mut steps)
                 }
-                Op::MaxPool2d(p) => new_step(StepOp::MaxPool(*p), None, &mut tensors, &mut steps),
-                Op::AvgPool2d(p) => new_step(StepOp::AvgPool(*p), None, &mut tensors, &mut steps),
-                Op::GlobalAvgPool => {
-                    new_step(StepOp::GlobalAvgPool, None, &mut tensors, &mut steps)
+                Op::GlobalAvgPool => new_step(StepOp::GlobalAvgPool, &mut tensors, &mut steps),
+                Op::Add => new_step(StepOp::Add, &mut tensors, &mut steps),
+                Op::Mul => {
+                    let per_channel = |k: usize| {
+                        graph.shape_of(node.inputs[k]).spatial() == 1 && node.shape.spatial() > 1
+                    };
+                    new_step(
+                        StepOp::Mul {
+                            per_channel: [per_channel(0), per_channel(1)],
+                        },
+                        &mut tensors,
+                        &mut steps,
+                    )
                 }
-                Op::Add => new_step(StepOp::Add, None, &mut tensors, &mut steps),
+                Op::Slice { start, end } => new_step(
+                    StepOp::ChannelCopy {
+                        in_channels: graph.shape_of(node.inputs[0]).channels(),
+                        in_channel: *start,
+                        out_channel: 0,
+                        channels: end - start,
+                        groups: 1,
+                    },
+                    &mut tensors,
+                    &mut steps,
+                ),
+                Op::ChannelShuffle { groups } => new_step(
+                    StepOp::ChannelCopy {
+                        in_channels: node.shape.channels(),
+                        in_channel: 0,
+                        out_channel: 0,
+                        channels: node.shape.channels(),
+                        groups: *groups,
+                    },
+                    &mut tensors,
+                    &mut steps,
+                ),
+                Op::Concat => {
+                    // One copy step per input, all writing one output tensor, which is per
+                    // coalition if any input is.
+                    tensors.push(Tensor {
+                        shape: node.shape,
+                        shared: inputs.iter().all(|&t| tensors[t].shared),
+                        slot: Slot::Input,
+                    });
+                    let output = tensors.len() - 1;
+                    let first = steps.len();
+                    let mut at = 0;
+                    for (k, (&t, &source)) in inputs.iter().zip(&node.inputs).enumerate() {
+                        let channels = graph.shape_of(source).channels();
+                        steps.push(Step {
+                            op: StepOp::ChannelCopy {
+                                in_channels: channels,
+                                in_channel: 0,
+                                out_channel: at,
+                                channels,
+                                groups: 1,
+                            },
+                            inputs: vec![t],
+                            output,
+                            act: None,
+                            mask: None,
+                            label: part_label(&node.name, k, inputs.len()),
+                        });
+                        at += channels;
+                    }
+                    first..steps.len()
+                }
             };
-            let mut out = steps[step].output;
-            let mut step = step;
+            let mut out = steps[made.start].output;
+            let mut made = made;
             if let Some(offset) = player {
                 if tensors[out].shared {
                     // First player on this path: broadcast the shared value to every coalition.
@@ -196,13 +310,16 @@ impl Plan {
                         label: format!("{} (mask, broadcast)", node.name),
                     });
                     out = tensors.len() - 1;
-                    step = steps.len() - 1;
+                    made = steps.len() - 1..steps.len();
                 } else {
-                    steps[step].mask = Some(offset);
+                    for s in &mut steps[made.clone()] {
+                        s.mask = Some(offset);
+                    }
                 }
             }
             value.push(out);
-            producer.push(Some(step));
+            producer.push(Some(made));
+            aliased.push(false);
         }
 
         let logits = value.last().copied().unwrap_or(0);
@@ -232,6 +349,15 @@ impl Plan {
     /// Every step in execution order (shared first).
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.shared_steps.iter().chain(&self.suffix_steps)
+    }
+}
+
+/// The label of part `k` of a node made of `parts` steps (a concat: one per input).
+fn part_label(name: &str, k: usize, parts: usize) -> String {
+    if parts > 1 {
+        format!("{name} (input {k})")
+    } else {
+        name.to_string()
     }
 }
 
@@ -271,10 +397,14 @@ fn assign_slots(
 ) -> Vec<usize> {
     const FOREVER: usize = usize::MAX;
     let mut last_use = vec![None::<usize>; tensors.len()];
+    // The last step writing each tensor (the last part of a concat): an output nobody reads is
+    // released there, once.
+    let mut last_write = vec![0; tensors.len()];
     for (s, step) in steps.iter().enumerate() {
         for &t in &step.inputs {
             last_use[t] = Some(s);
         }
+        last_write[step.output] = s;
     }
     for step in later {
         for &t in &step.inputs {
@@ -287,29 +417,33 @@ fn assign_slots(
     let mut free: Vec<usize> = Vec::new();
     let mut slot_of = vec![usize::MAX; tensors.len()];
     for (s, step) in steps.iter().enumerate() {
-        let numel = tensors[step.output].shape.numel();
-        // Best fit: the smallest free slot that is large enough, else the largest (grown).
-        let pick = free
-            .iter()
-            .enumerate()
-            .filter(|(_, &k)| slots[k] >= numel)
-            .min_by_key(|(_, &k)| slots[k])
-            .or_else(|| free.iter().enumerate().max_by_key(|(_, &k)| slots[k]))
-            .map(|(pos, _)| pos);
-        let slot = match pick {
-            Some(pos) => free.swap_remove(pos),
-            None => {
-                slots.push(0);
-                slots.len() - 1
-            }
-        };
-        slots[slot] = slots[slot].max(numel);
-        slot_of[step.output] = slot;
-        tensors[step.output].slot = if shared {
-            Slot::Shared(slot)
-        } else {
-            Slot::Suffix(slot)
-        };
+        // A later part of a concat writes an output that already has a slot (taken by the first
+        // part and live since then): nothing to allocate, but its inputs may die here.
+        if slot_of[step.output] == usize::MAX {
+            let numel = tensors[step.output].shape.numel();
+            // Best fit: the smallest free slot that is large enough, else the largest (grown).
+            let pick = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &k)| slots[k] >= numel)
+                .min_by_key(|(_, &k)| slots[k])
+                .or_else(|| free.iter().enumerate().max_by_key(|(_, &k)| slots[k]))
+                .map(|(pos, _)| pos);
+            let slot = match pick {
+                Some(pos) => free.swap_remove(pos),
+                None => {
+                    slots.push(0);
+                    slots.len() - 1
+                }
+            };
+            slots[slot] = slots[slot].max(numel);
+            slot_of[step.output] = slot;
+            tensors[step.output].slot = if shared {
+                Slot::Shared(slot)
+            } else {
+                Slot::Suffix(slot)
+            };
+        }
         let mut released: Vec<TensorId> = step.inputs.clone();
         released.push(step.output);
         released.sort_unstable();
@@ -317,7 +451,7 @@ fn assign_slots(
         for t in released {
             let mine = slot_of[t] != usize::MAX;
             let dead = match last_use[t] {
-                None => t == step.output,
+                None => t == step.output && last_write[t] == s,
                 Some(u) => u == s,
             };
             if mine && dead {
@@ -431,5 +565,185 @@ mod tests {
         }
         // Three suffix tensors (broadcast, relu2, logits) fit in two slots.
         assert_eq!(plan.suffix_slots.len(), 2);
+    }
+
+    fn image_node(name: &str, op: Op, inputs: Vec<Source>, c: usize) -> Node {
+        Node {
+            name: name.into(),
+            op,
+            inputs,
+            shape: Shape::Image { c, h: 2, w: 2 },
+        }
+    }
+
+    /// input [4,2,2] -> pre (identity) -> a = slice 0..1 of the input (shared),
+    /// cat = concat(pre, a, input) [9,2,2] -> act (leaky relu) -> shuffle (3 groups) -> out = slice.
+    fn concat_graph() -> Graph {
+        Graph {
+            input: Shape::Image { c: 4, h: 2, w: 2 },
+            nodes: vec![
+                image_node("pre", Op::Identity, vec![Source::Input], 4),
+                image_node("a", Op::Slice { start: 0, end: 1 }, vec![Source::Input], 1),
+                image_node(
+                    "cat",
+                    Op::Concat,
+                    vec![Source::Node(0), Source::Node(1), Source::Input],
+                    9,
+                ),
+                image_node(
+                    "act",
+                    Op::Activation(Activation::LeakyRelu { slope: 0.1 }),
+                    vec![Source::Node(2)],
+                    9,
+                ),
+                image_node(
+                    "shuffle",
+                    Op::ChannelShuffle { groups: 3 },
+                    vec![Source::Node(3)],
+                    9,
+                ),
+                image_node(
+                    "out",
+                    Op::Slice { start: 2, end: 5 },
+                    vec![Source::Node(4)],
+                    3,
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn concat_is_one_copy_per_input_into_one_per_coalition_tensor() {
+        let g = concat_graph();
+        let plan = Plan::build(&g, &players(&g, &["pre"]));
+        // Shared: pre (unmasked) and the slice `a`. Suffix: broadcast of pre, three concat
+        // parts, shuffle, slice.
+        assert_eq!(plan.shared_steps.len(), 2);
+        let parts: Vec<&Step> = plan
+            .suffix_steps
+            .iter()
+            .filter(|s| s.label.starts_with("act (input"))
+            .collect();
+        assert_eq!(parts.len(), 3, "{:?}", plan.suffix_steps);
+        let offsets: Vec<(usize, usize)> = parts
+            .iter()
+            .map(|s| match s.op {
+                StepOp::ChannelCopy {
+                    out_channel,
+                    channels,
+                    ..
+                } => (out_channel, channels),
+                _ => panic!("{:?}", s.op),
+            })
+            .collect();
+        assert_eq!(offsets, [(0, 4), (4, 1), (5, 4)]);
+        // One output tensor, per coalition; the activation fused into every part.
+        assert!(parts.iter().all(|s| s.output == parts[0].output));
+        assert!(!plan.tensors[parts[0].output].shared);
+        assert!(parts
+            .iter()
+            .all(|s| s.act == Some(Activation::LeakyRelu { slope: 0.1 })));
+        // Inputs: the broadcast (per coalition), `a` (shared) and the graph input.
+        assert!(!plan.tensors[parts[0].inputs[0]].shared);
+        assert!(plan.tensors[parts[1].inputs[0]].shared);
+        assert_eq!(parts[2].inputs, [0]);
+        assert_eq!(plan.suffix_steps.len(), 6);
+    }
+
+    #[test]
+    fn a_player_concat_masks_every_part_and_keeps_its_slot() {
+        let g = concat_graph();
+        let plan = Plan::build(&g, &players(&g, &["pre", "cat"]));
+        let parts: Vec<&Step> = plan
+            .suffix_steps
+            .iter()
+            .filter(|s| s.label.starts_with("cat (input"))
+            .collect();
+        assert_eq!(parts.len(), 3);
+        // A player node: no fused activation, the mask in every part.
+        assert!(parts.iter().all(|s| s.mask == Some(4) && s.act.is_none()));
+        assert!(plan
+            .suffix_steps
+            .iter()
+            .any(|s| s.op == StepOp::Map && s.label == "act"));
+        // No step's output shares a slot with one of its inputs, and no tensor written by a
+        // concat part is reused by anything until the concat's reader ran.
+        for step in plan.steps() {
+            for &i in &step.inputs {
+                assert_ne!(
+                    plan.tensors[i].slot, plan.tensors[step.output].slot,
+                    "{}",
+                    step.label
+                );
+            }
+        }
+        let cat = parts[0].output;
+        let first = plan
+            .suffix_steps
+            .iter()
+            .position(|s| s.output == cat)
+            .unwrap();
+        let reader = plan
+            .suffix_steps
+            .iter()
+            .position(|s| s.inputs.contains(&cat))
+            .unwrap();
+        for s in &plan.suffix_steps[first + 1..reader] {
+            if s.output != cat {
+                assert_ne!(
+                    plan.tensors[s.output].slot, plan.tensors[cat].slot,
+                    "{}",
+                    s.label
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_all_shared_concat_is_shared_and_broadcast_when_a_player() {
+        let g = Graph {
+            input: Shape::Image { c: 4, h: 2, w: 2 },
+            nodes: vec![
+                image_node("a", Op::Slice { start: 1, end: 3 }, vec![Source::Input], 2),
+                image_node("cat", Op::Concat, vec![Source::Input, Source::Node(0)], 6),
+            ],
+        };
+        let plan = Plan::build(&g, &players(&g, &["cat"]));
+        assert_eq!(plan.shared_steps.len(), 3);
+        assert!(plan.shared_steps.iter().all(|s| s.mask.is_none()));
+        assert_eq!(plan.suffix_steps.len(), 1);
+        assert_eq!(plan.suffix_steps[0].op, StepOp::Map);
+        assert_eq!(plan.suffix_steps[0].mask, Some(0));
+    }
+
+    #[test]
+    fn an_activation_is_not_fused_through_an_alias() {
+        // fc1 -> identity (alias) -> relu, and fc1 also feeds the add: relu must stay a map.
+        let f = Shape::Features(4);
+        let g = Graph {
+            input: f,
+            nodes: vec![
+                linear("fc1", 4, 4, Source::Input),
+                Node {
+                    name: "id".into(),
+                    op: Op::Identity,
+                    inputs: vec![Source::Node(0)],
+                    shape: f,
+                },
+                relu("r", 4, 1),
+                Node {
+                    name: "sum".into(),
+                    op: Op::Add,
+                    inputs: vec![Source::Node(2), Source::Node(0)],
+                    shape: f,
+                },
+            ],
+        };
+        let plan = Plan::build(&g, &players(&g, &["sum"]));
+        let fc1 = plan.steps().find(|s| s.label == "fc1").unwrap();
+        assert_eq!(fc1.act, None);
+        assert!(plan
+            .steps()
+            .any(|s| s.op == StepOp::Map && s.act == Some(Activation::Relu)));
     }
 }

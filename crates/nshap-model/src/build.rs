@@ -2,9 +2,11 @@
 //! check every weight.
 
 use crate::error::ModelError;
-use crate::graph::{Activation, BatchNorm, Conv2d, Graph, Linear, Node, Op, Pool2d, Source};
+use crate::graph::{
+    pool_out_len, Activation, BatchNorm, Conv2d, Graph, LayerNorm, Linear, Node, Op, Pool2d, Source,
+};
 use crate::shape::Shape;
-use crate::spec::{ModelSpec, NodeSpec, Pair};
+use crate::spec::{ModelSpec, NodeSpec, Pair, Preprocess};
 use crate::tensors::TensorFile;
 use std::collections::HashMap;
 
@@ -50,7 +52,130 @@ impl Ctx<'_> {
     }
 }
 
+/// Every op a spec may name, with the optional fields it reads (`inputs` is always allowed).
+pub const OPS: &[(&str, &[&str])] = &[
+    ("linear", &["weight", "bias"]),
+    (
+        "conv2d",
+        &["weight", "bias", "stride", "padding", "dilation", "groups"],
+    ),
+    ("batchnorm1d", BN_FIELDS),
+    ("batchnorm2d", BN_FIELDS),
+    ("layernorm", &["prefix", "weight", "bias", "eps"]),
+    ("relu", &[]),
+    ("relu6", &[]),
+    ("gelu", &[]),
+    ("sigmoid", &[]),
+    ("tanh", &[]),
+    ("silu", &[]),
+    ("hardswish", &[]),
+    ("hardsigmoid", &[]),
+    ("hardtanh", &["min_val", "max_val"]),
+    ("leaky_relu", &["negative_slope"]),
+    ("elu", &["alpha"]),
+    ("prelu", &["weight"]),
+    ("identity", &[]),
+    (
+        "maxpool2d",
+        &["kernel", "stride", "padding", "dilation", "ceil_mode"],
+    ),
+    (
+        "avgpool2d",
+        &[
+            "kernel",
+            "stride",
+            "padding",
+            "ceil_mode",
+            "count_include_pad",
+        ],
+    ),
+    ("global_avgpool", &[]),
+    ("adaptive_avgpool2d", &["output_size"]),
+    ("flatten", &[]),
+    ("add", &[]),
+    ("mul", &["weight"]),
+    ("concat", &[]),
+    ("slice", &["start", "end"]),
+    ("channel_shuffle", &["groups"]),
+];
+
+const BN_FIELDS: &[&str] = &[
+    "prefix",
+    "weight",
+    "bias",
+    "running_mean",
+    "running_var",
+    "eps",
+];
+
+/// Unknown ops and fields an op does not read, for every node at once.
+fn check_ops_and_fields(spec: &ModelSpec) -> Vec<ModelError> {
+    let mut problems = Vec::new();
+    for ns in &spec.nodes {
+        let err = |message: String| ModelError::Node {
+            node: ns.name.clone(),
+            op: ns.op.clone(),
+            message,
+        };
+        let Some((_, allowed)) = OPS.iter().find(|(op, _)| *op == ns.op) else {
+            let names: Vec<&str> = OPS.iter().map(|(op, _)| *op).collect();
+            problems.push(err(format!(
+                "unknown op {:?}; supported: {}",
+                ns.op,
+                names.join(", ")
+            )));
+            continue;
+        };
+        let extra: Vec<&str> = ns
+            .present_fields()
+            .into_iter()
+            .filter(|f| *f != "inputs" && !allowed.contains(f))
+            .collect();
+        if !extra.is_empty() {
+            let takes = if allowed.is_empty() {
+                "no fields".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            problems.push(err(format!(
+                "field(s) {} not used by {} (it takes {takes})",
+                extra.join(", "),
+                ns.op
+            )));
+        }
+    }
+    problems
+}
+
+/// One error, or all of them.
+fn collect(mut problems: Vec<ModelError>) -> Result<(), ModelError> {
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(ModelError::Many(problems)),
+    }
+}
+
+/// How many inputs a node of this op reads.
+fn input_count_ok(ns: &NodeSpec, count: usize) -> Result<(), String> {
+    let (ok, want) = match ns.op.as_str() {
+        "add" => (count == 2, "2"),
+        "mul" if ns.weight.is_some() => (count == 1, "1 (with \"weight\")"),
+        "mul" => (count == 2, "2 (or 1 with \"weight\")"),
+        "concat" => (count >= 1, "at least 1"),
+        _ => (count == 1, "1"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expects {want} input(s), found {count}"))
+    }
+}
+
 /// Build the graph. Unused tensors in the file are ignored (a state_dict holds buffers too).
+///
+/// Unknown ops and misplaced fields are reported for every node at once; shape and tensor
+/// problems for every node whose inputs could be resolved.
 pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, ModelError> {
     let spec_err = |message: String| ModelError::Spec {
         path: tensors.path().to_owned(),
@@ -64,6 +189,22 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
     })?;
     if spec.nodes.is_empty() {
         return Err(spec_err("field \"nodes\": the model has no nodes".into()));
+    }
+    collect(check_ops_and_fields(spec))?;
+    if let Some(pre) = &spec.preprocess {
+        let c = input.channels();
+        if pre.mean.len() != c || pre.std.len() != c {
+            return Err(spec_err(format!(
+                "field \"preprocess\": expected {c} means and stds (one per input channel), found {} and {}",
+                pre.mean.len(),
+                pre.std.len()
+            )));
+        }
+        if let Some(s) = pre.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(spec_err(format!(
+                "field \"preprocess\": every std must be positive, found {s}"
+            )));
+        }
     }
     let mut nodes: Vec<Node> = Vec::with_capacity(spec.nodes.len());
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -91,10 +232,7 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let want = if ns.op == "add" { 2 } else { 1 };
-        if inputs.len() != want {
-            return Err(ctx.err(format!("expects {want} input(s), found {}", inputs.len())));
-        }
+        input_count_ok(ns, inputs.len()).map_err(|m| ctx.err(m))?;
         let in_shape = match inputs[0] {
             Source::Input => input,
             Source::Node(j) => nodes[j].shape,
@@ -129,7 +267,48 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
             ),
         });
     }
+    if let Some(pre) = &spec.preprocess {
+        if index.contains_key(PREPROCESS_NAME) {
+            return Err(spec_err(format!(
+                "a node is named {PREPROCESS_NAME:?}, the name of the \"preprocess\" step; rename it"
+            )));
+        }
+        nodes = prepend_preprocess(pre, input, nodes);
+    }
     Ok(Graph { input, nodes })
+}
+
+/// The name of the node that applies the spec's `preprocess` normalisation.
+pub const PREPROCESS_NAME: &str = "preprocess";
+
+/// Put the normalisation first, as a per-channel affine map of the input that every node which
+/// read the input now reads instead. It depends on no player, so backends compute it once per
+/// example.
+fn prepend_preprocess(pre: &Preprocess, input: Shape, nodes: Vec<Node>) -> Vec<Node> {
+    let scale: Vec<f32> = pre.std.iter().map(|s| 1.0 / s).collect();
+    let shift: Vec<f32> = pre.mean.iter().zip(&pre.std).map(|(m, s)| -m / s).collect();
+    let first = Node {
+        name: PREPROCESS_NAME.into(),
+        op: Op::BatchNorm(BatchNorm {
+            scale,
+            beta: shift.clone(),
+            shift,
+            running_mean: pre.mean.clone(),
+        }),
+        inputs: vec![Source::Input],
+        shape: input,
+    };
+    std::iter::once(first)
+        .chain(nodes.into_iter().map(|mut n| {
+            for s in &mut n.inputs {
+                *s = match *s {
+                    Source::Input => Source::Node(0),
+                    Source::Node(j) => Source::Node(j + 1),
+                };
+            }
+            n
+        }))
+        .collect()
 }
 
 fn build_op(
@@ -143,7 +322,9 @@ fn build_op(
     Ok(match ns.op.as_str() {
         "linear" => {
             let Shape::Features(inf) = in_shape else {
-                return Err(ctx.err(format!("expects a [features] input, found {in_shape} (add a flatten?)")));
+                return Err(ctx.err(format!(
+                    "expects a [features] input, found {in_shape} (add a flatten?)"
+                )));
             };
             let wname = ctx.name(&ns.weight, "weight")?;
             let wshape = ctx.tensors.shape(wname)?;
@@ -156,7 +337,16 @@ fn build_op(
             let (weight, _) = ctx.tensors.f32(wname, Some(&[out, inf]))?;
             let bias = bias(ctx, out)?;
             let has_bias = ns.bias.is_some();
-            (Op::Linear(Linear { in_features: inf, out_features: out, weight, bias, has_bias }), Shape::Features(out))
+            (
+                Op::Linear(Linear {
+                    in_features: inf,
+                    out_features: out,
+                    weight,
+                    bias,
+                    has_bias,
+                }),
+                Shape::Features(out),
+            )
         }
         "conv2d" => {
             let (c, h, w) = ctx.image(in_shape)?;
@@ -164,15 +354,24 @@ fn build_op(
             let wshape = ctx.tensors.shape(wname)?;
             let groups = ns.groups.unwrap_or(1);
             if groups == 0 || c % groups != 0 {
-                return Err(ctx.err(format!("groups = {groups} must divide the {c} input channels")));
-            }
-            if wshape.len() != 4 || wshape[1] * groups != c || wshape[0] % groups != 0 {
                 return Err(ctx.err(format!(
-                    "weight {wname:?}: expected shape [out, {}, kh, kw] with out divisible by {groups}, found {wshape:?}",
+                    "groups = {groups} must divide the {c} input channels"
+                )));
+            }
+            // A Linear's `[out, in]` weight applied at every position is a 1x1 convolution
+            // (ConvNeXt's channels-last MLP): same memory layout, so the tensor is used as is.
+            let as_4d = match wshape[..] {
+                [o, i] => vec![o, i, 1, 1],
+                _ => wshape.clone(),
+            };
+            if as_4d.len() != 4 || as_4d[1] * groups != c || as_4d[0] % groups != 0 {
+                return Err(ctx.err(format!(
+                    "weight {wname:?}: expected shape [out, {}, kh, kw] (or [out, {}] for a 1x1 conv) with out divisible by {groups}, found {wshape:?}",
+                    c / groups,
                     c / groups
                 )));
             }
-            let (out, kernel) = (wshape[0], (wshape[2], wshape[3]));
+            let (out, kernel) = (as_4d[0], (as_4d[2], as_4d[3]));
             let stride = ctx.positive(ns.stride.map_or((1, 1), Pair::get), "stride")?;
             let dilation = ctx.positive(ns.dilation.map_or((1, 1), Pair::get), "dilation")?;
             let padding = ns.padding.map_or((0, 0), Pair::get);
@@ -197,14 +396,25 @@ fn build_op(
                 bias,
                 has_bias: ns.bias.is_some(),
             };
-            (Op::Conv2d(conv), Shape::Image { c: out, h: oh, w: ow })
+            (
+                Op::Conv2d(conv),
+                Shape::Image {
+                    c: out,
+                    h: oh,
+                    w: ow,
+                },
+            )
         }
         "batchnorm1d" | "batchnorm2d" => {
             let channels = match (ns.op.as_str(), in_shape) {
                 ("batchnorm1d", Shape::Features(f)) => f,
                 ("batchnorm2d", Shape::Image { c, .. }) => c,
                 (op, s) => {
-                    let want = if op == "batchnorm1d" { "[features]" } else { "[C, H, W]" };
+                    let want = if op == "batchnorm1d" {
+                        "[features]"
+                    } else {
+                        "[C, H, W]"
+                    };
                     return Err(ctx.err(format!("expects a {want} input, found {s}")));
                 }
             };
@@ -214,48 +424,242 @@ fn build_op(
         "gelu" => (Op::Activation(Activation::Gelu), in_shape),
         "sigmoid" => (Op::Activation(Activation::Sigmoid), in_shape),
         "tanh" => (Op::Activation(Activation::Tanh), in_shape),
+        "silu" => (Op::Activation(Activation::Silu), in_shape),
+        "hardswish" => (Op::Activation(Activation::Hardswish), in_shape),
+        "hardsigmoid" => (Op::Activation(Activation::Hardsigmoid), in_shape),
+        "relu6" => (
+            Op::Activation(Activation::HardTanh { min: 0.0, max: 6.0 }),
+            in_shape,
+        ),
+        "hardtanh" => {
+            let min = finite(ctx, ns.min_val.unwrap_or(-1.0), "min_val")?;
+            let max = finite(ctx, ns.max_val.unwrap_or(1.0), "max_val")?;
+            if min > max {
+                return Err(ctx.err(format!("min_val {min} is above max_val {max}")));
+            }
+            (Op::Activation(Activation::HardTanh { min, max }), in_shape)
+        }
+        "leaky_relu" => {
+            let slope = finite(ctx, ns.negative_slope.unwrap_or(0.01), "negative_slope")?;
+            (Op::Activation(Activation::LeakyRelu { slope }), in_shape)
+        }
+        "elu" => {
+            let alpha = finite(ctx, ns.alpha.unwrap_or(1.0), "alpha")?;
+            (Op::Activation(Activation::Elu { alpha }), in_shape)
+        }
+        "prelu" => {
+            let c = in_shape.channels();
+            let wname = ctx.name(&ns.weight, "weight")?;
+            let wshape = ctx.tensors.shape(wname)?;
+            let n: usize = wshape.iter().product();
+            if n != 1 && n != c {
+                return Err(ctx.err(format!(
+                    "weight {wname:?}: expected [{c}] or [1] slopes, found {wshape:?}"
+                )));
+            }
+            let (w, _) = ctx.tensors.f32(wname, Some(&wshape))?;
+            let slopes = if n == 1 { vec![w[0]; c] } else { w };
+            (Op::Prelu(slopes), in_shape)
+        }
         "identity" => (Op::Identity, in_shape),
         "maxpool2d" | "avgpool2d" => {
             let (c, h, w) = ctx.image(in_shape)?;
             let kernel = ctx.positive(ctx.field(ns.kernel, "kernel")?.get(), "kernel")?;
             let stride = ctx.positive(ns.stride.map_or(kernel, Pair::get), "stride")?;
+            let dilation = ctx.positive(ns.dilation.map_or((1, 1), Pair::get), "dilation")?;
             let padding = ns.padding.map_or((0, 0), Pair::get);
-            if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
+            let span = |k: usize, d: usize| d * (k - 1) + 1;
+            if padding.0 * 2 > span(kernel.0, dilation.0)
+                || padding.1 * 2 > span(kernel.1, dilation.1)
+            {
                 return Err(ctx.err(format!(
                     "padding {padding:?} must be at most half the kernel {kernel:?} (as in PyTorch)"
                 )));
             }
-            let (Some(oh), Some(ow)) =
-                (out_size(h, kernel.0, stride.0, padding.0, 1), out_size(w, kernel.1, stride.1, padding.1, 1))
-            else {
-                return Err(ctx.err(format!("kernel {kernel:?} does not fit the padded input {in_shape}")));
+            let pool = Pool2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                ceil_mode: ns.ceil_mode.unwrap_or(false),
+                count_include_pad: ns.count_include_pad.unwrap_or(true),
             };
-            let pool = Pool2d { kernel, stride, padding };
-            let op = if ns.op == "maxpool2d" { Op::MaxPool2d(pool) } else { Op::AvgPool2d(pool) };
+            let (Some(oh), Some(ow)) = (pool.out_len(h, 0), pool.out_len(w, 1)) else {
+                return Err(ctx.err(format!(
+                    "kernel {kernel:?} does not fit the padded input {in_shape}"
+                )));
+            };
+            let op = if ns.op == "maxpool2d" {
+                Op::MaxPool2d(pool)
+            } else {
+                Op::AvgPool2d(pool)
+            };
             (op, Shape::Image { c, h: oh, w: ow })
         }
         "global_avgpool" => {
             let (c, _, _) = ctx.image(in_shape)?;
             (Op::GlobalAvgPool, Shape::Image { c, h: 1, w: 1 })
         }
+        "adaptive_avgpool2d" => {
+            let (c, _, _) = ctx.image(in_shape)?;
+            let (oh, ow) = ctx.positive(
+                ctx.field(ns.output_size, "output_size")?.get(),
+                "output_size",
+            )?;
+            (Op::AdaptiveAvgPool2d, Shape::Image { c, h: oh, w: ow })
+        }
         "flatten" => (Op::Flatten, Shape::Features(in_shape.numel())),
         "add" => {
-            let other = match inputs[1] {
-                Source::Input => graph_input,
-                Source::Node(j) => nodes[j].shape,
-            };
+            let other = shape_of(inputs[1], nodes, graph_input);
             if other != in_shape {
-                return Err(ctx.err(format!("inputs have different shapes: {in_shape} and {other}")));
+                return Err(ctx.err(format!(
+                    "inputs have different shapes: {in_shape} and {other}"
+                )));
             }
             (Op::Add, in_shape)
         }
-        other => {
-            return Err(ctx.err(format!(
-                "unknown op {other:?}; supported: linear, conv2d, batchnorm1d, batchnorm2d, relu, gelu, \
-                 sigmoid, tanh, maxpool2d, avgpool2d, global_avgpool, flatten, add, identity"
-            )))
+        "mul" if ns.weight.is_some() => {
+            let c = in_shape.channels();
+            let wname = ctx.name(&ns.weight, "weight")?;
+            let wshape = ctx.tensors.shape(wname)?;
+            let n: usize = wshape.iter().product();
+            let per_channel = wshape.iter().skip(1).all(|&d| d == 1) && wshape.first() == Some(&c);
+            if !(n == 1 || per_channel) {
+                return Err(ctx.err(format!(
+                    "weight {wname:?}: expected [{c}], [{c}, 1, 1] or [1] to scale a {in_shape} input, found {wshape:?}"
+                )));
+            }
+            let (w, _) = ctx.tensors.f32(wname, Some(&wshape))?;
+            let scale = if n == 1 { vec![w[0]; c] } else { w };
+            (Op::Scale(scale), in_shape)
         }
+        "mul" => {
+            let other = shape_of(inputs[1], nodes, graph_input);
+            let out = if other == in_shape || broadcasts_over(other, in_shape) {
+                in_shape
+            } else if broadcasts_over(in_shape, other) {
+                other
+            } else {
+                return Err(ctx.err(format!(
+                    "inputs {in_shape} and {other} must have the same shape, or one must be [C, 1, 1] over the other's [C, H, W]"
+                )));
+            };
+            (Op::Mul, out)
+        }
+        "concat" => {
+            let shapes: Vec<Shape> = inputs
+                .iter()
+                .map(|&s| shape_of(s, nodes, graph_input))
+                .collect();
+            let channels: usize = shapes.iter().map(Shape::channels).sum();
+            let out = match in_shape {
+                Shape::Features(_) if shapes.iter().all(|s| matches!(s, Shape::Features(_))) => {
+                    Shape::Features(channels)
+                }
+                Shape::Image { h, w, .. }
+                    if shapes.iter().all(
+                        |s| matches!(*s, Shape::Image { h: sh, w: sw, .. } if (sh, sw) == (h, w)),
+                    ) =>
+                {
+                    Shape::Image { c: channels, h, w }
+                }
+                _ => {
+                    let list: Vec<String> = shapes.iter().map(|s| s.to_string()).collect();
+                    return Err(ctx.err(format!(
+                        "inputs must agree in every dimension but channels, found {}",
+                        list.join(", ")
+                    )));
+                }
+            };
+            (Op::Concat, out)
+        }
+        "slice" => {
+            let c = in_shape.channels();
+            let start = ctx.field(ns.start, "start")?;
+            let end = ctx.field(ns.end, "end")?;
+            if start >= end || end > c {
+                return Err(ctx.err(format!(
+                    "channel range {start}..{end} must be non-empty and within the input's {c} channels"
+                )));
+            }
+            let out = match in_shape {
+                Shape::Features(_) => Shape::Features(end - start),
+                Shape::Image { h, w, .. } => Shape::Image {
+                    c: end - start,
+                    h,
+                    w,
+                },
+            };
+            (Op::Slice { start, end }, out)
+        }
+        "channel_shuffle" => {
+            let c = in_shape.channels();
+            let groups = ctx.field(ns.groups, "groups")?;
+            if groups == 0 || c % groups != 0 {
+                return Err(ctx.err(format!(
+                    "groups = {groups} must divide the {c} input channels"
+                )));
+            }
+            (Op::ChannelShuffle { groups }, in_shape)
+        }
+        "layernorm" => {
+            let c = in_shape.channels();
+            let named =
+                |explicit: &Option<String>, suffix: &str, field: &str| match (explicit, &ns.prefix)
+                {
+                    (Some(n), _) => Ok(n.clone()),
+                    (None, Some(p)) => Ok(format!("{p}.{suffix}")),
+                    (None, None) => {
+                        Err(ctx.err(format!("missing field {field:?} (or \"prefix\")")))
+                    }
+                };
+            let weight = ctx
+                .tensors
+                .f32(&named(&ns.weight, "weight", "weight")?, Some(&[c]))?
+                .0;
+            let bias = ctx
+                .tensors
+                .f32(&named(&ns.bias, "bias", "bias")?, Some(&[c]))?
+                .0;
+            let eps = ns.eps.unwrap_or(1e-5);
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(ctx.err(format!(
+                    "field \"eps\" must be a positive number, found {eps}"
+                )));
+            }
+            (
+                Op::LayerNorm(LayerNorm {
+                    weight,
+                    bias,
+                    eps: eps as f32,
+                }),
+                in_shape,
+            )
+        }
+        other => return Err(ctx.err(format!("unknown op {other:?}"))),
     })
+}
+
+fn shape_of(source: Source, nodes: &[Node], graph_input: Shape) -> Shape {
+    match source {
+        Source::Input => graph_input,
+        Source::Node(j) => nodes[j].shape,
+    }
+}
+
+/// Whether `small` (`[C, 1, 1]` or `[C]`) broadcasts over `big` (`[C, H, W]`).
+fn broadcasts_over(small: Shape, big: Shape) -> bool {
+    small.spatial() == 1 && small.channels() == big.channels() && matches!(big, Shape::Image { .. })
+}
+
+fn finite(ctx: &Ctx<'_>, v: f64, field: &str) -> Result<f32, ModelError> {
+    if v.is_finite() {
+        Ok(v as f32)
+    } else {
+        Err(ctx.err(format!(
+            "field {field:?} must be a finite number, found {v}"
+        )))
+    }
 }
 
 /// PyTorch's output size formula (floor mode); `None` when the window does not fit.
@@ -266,9 +670,7 @@ fn out_size(
     padding: usize,
     dilation: usize,
 ) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * padding;
-    (padded >= span).then(|| (padded - span) / stride + 1)
+    pool_out_len(input, kernel, stride, padding, dilation, false)
 }
 
 fn bias(ctx: &Ctx<'_>, out: usize) -> Result<Vec<f32>, ModelError> {

@@ -31,6 +31,13 @@ pub enum ModelError {
     /// The safetensors file itself is unreadable.
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },
+    /// A path that is not what was expected: a directory, or a file in another format (a
+    /// PyTorch pickle given as safetensors). The message says what to do instead.
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    /// Several independent problems found in one pass (each on its own line).
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ModelError>),
     #[error("{0}")]
     Data(String),
     #[error("{0}")]

@@ -56,22 +56,130 @@ pub struct BatchNorm {
     pub running_mean: Vec<f32>,
 }
 
-/// Max or average pooling window (PyTorch floor mode; average pooling counts padding).
+/// Max or average pooling window, with PyTorch's options.
+///
+/// Window `o` along an axis starts at `o * stride - padding` and spans `kernel` taps spaced
+/// `dilation` apart (max pooling only; average pooling has dilation 1); taps outside the input
+/// are skipped. Average pooling divides by the window's size clipped to the padded input when
+/// `count_include_pad`, otherwise by the number of taps inside the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
     pub kernel: (usize, usize),
     pub stride: (usize, usize),
     pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    /// Output size rounded up (the last window may hang over the padded input).
+    pub ceil_mode: bool,
+    /// Average pooling: padding counts in the divisor (PyTorch's default).
+    pub count_include_pad: bool,
 }
 
-/// Elementwise activation functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Pool2d {
+    /// A floor-mode window without dilation that counts padding (PyTorch's defaults).
+    pub fn new(kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Pool2d {
+        Pool2d {
+            kernel,
+            stride,
+            padding,
+            dilation: (1, 1),
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+
+    /// Output length along one axis (`axis` 0 = height, 1 = width), PyTorch's formula including
+    /// ceil mode's rule that the last window starts inside the input or its left padding.
+    pub fn out_len(&self, input: usize, axis: usize) -> Option<usize> {
+        let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
+        let (k, s, p, d) = (
+            pick(self.kernel),
+            pick(self.stride),
+            pick(self.padding),
+            pick(self.dilation),
+        );
+        pool_out_len(input, k, s, p, d, self.ceil_mode)
+    }
+
+    /// The divisor of average-pooling window `(oy, ox)` of an `h x w` input.
+    pub fn avg_divisor(&self, h: usize, w: usize, oy: usize, ox: usize) -> usize {
+        let axis = |o: usize, k: usize, s: usize, p: usize, n: usize| {
+            let start = (o * s) as isize - p as isize;
+            let end = (start + k as isize).min((n + p) as isize);
+            let padded = (end - start) as usize;
+            let inside = (end.min(n as isize) - start.max(0)).max(0) as usize;
+            (padded, inside)
+        };
+        let (ph, ih) = axis(oy, self.kernel.0, self.stride.0, self.padding.0, h);
+        let (pw, iw) = axis(ox, self.kernel.1, self.stride.1, self.padding.1, w);
+        if self.count_include_pad {
+            ph * pw
+        } else {
+            ih * iw
+        }
+    }
+}
+
+/// PyTorch's pooling/convolution output length; `None` when no window fits.
+pub fn pool_out_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * padding;
+    if padded < span {
+        return None;
+    }
+    let room = padded - span;
+    let mut out = if ceil_mode {
+        room.div_ceil(stride) + 1
+    } else {
+        room / stride + 1
+    };
+    // Ceil mode: the last window must start inside the input or its left padding.
+    if ceil_mode && (out - 1) * stride >= input + padding {
+        out -= 1;
+    }
+    Some(out)
+}
+
+/// Adaptive average pooling window along one axis: PyTorch's `floor(o*n/out) .. ceil((o+1)*n/out)`.
+pub fn adaptive_window(o: usize, input: usize, output: usize) -> (usize, usize) {
+    let start = o * input / output;
+    let end = ((o + 1) * input).div_ceil(output);
+    (start, end)
+}
+
+/// Elementwise activation functions (PyTorch's definitions).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     Relu,
     /// Exact (erf) GELU, PyTorch's default.
     Gelu,
     Sigmoid,
     Tanh,
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// `x * relu6(x + 3) / 6`.
+    Hardswish,
+    /// `relu6(x + 3) / 6`.
+    Hardsigmoid,
+    /// `clamp(x, min, max)`; ReLU6 is `HardTanh { min: 0, max: 6 }`.
+    HardTanh {
+        min: f32,
+        max: f32,
+    },
+    /// `x` for `x > 0`, else `slope * x`.
+    LeakyRelu {
+        slope: f32,
+    },
+    /// `x` for `x > 0`, else `alpha * (exp(x) - 1)`.
+    Elu {
+        alpha: f32,
+    },
 }
 
 impl Activation {
@@ -82,8 +190,52 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::Hardswish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::Hardsigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::HardTanh { min, max } => x.clamp(min, max),
+            Activation::LeakyRelu { slope } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    slope * x
+                }
+            }
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
         }
     }
+
+    /// The op's name as written in a spec.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Silu => "silu",
+            Activation::Hardswish => "hardswish",
+            Activation::Hardsigmoid => "hardsigmoid",
+            Activation::HardTanh { .. } => "hardtanh",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Elu { .. } => "elu",
+        }
+    }
+}
+
+/// Layer normalisation over the channels at every position (ConvNeXt's `LayerNorm2d`; on a
+/// `[F]` activation, over the features): `y = (x - mean_c) / sqrt(var_c + eps) * weight + bias`,
+/// with the biased variance, as PyTorch.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub eps: f32,
 }
 
 /// What a node computes.
@@ -93,14 +245,36 @@ pub enum Op {
     Conv2d(Conv2d),
     BatchNorm(BatchNorm),
     Activation(Activation),
+    /// Per-channel negative slope (`nn.PReLU`; a single shared slope is expanded to every channel).
+    Prelu(Vec<f32>),
     MaxPool2d(Pool2d),
     AvgPool2d(Pool2d),
     /// Adaptive average pooling to 1x1: `[C, H, W] -> [C, 1, 1]`.
     GlobalAvgPool,
+    /// Adaptive average pooling to the node's output size (windows from [`adaptive_window`]).
+    AdaptiveAvgPool2d,
     /// `[C, H, W] -> [C * H * W]` (a no-op on memory).
     Flatten,
     /// Elementwise sum of two inputs of the same shape (residual connections).
     Add,
+    /// Elementwise product of two inputs: same shape, or one with spatial size 1 (`[C, 1, 1]` or
+    /// `[C]`) broadcast over the other's positions (squeeze-and-excitation).
+    Mul,
+    /// Multiply every channel by a constant (`x * parameter`, ConvNeXt's layer scale).
+    Scale(Vec<f32>),
+    /// Channel concatenation of all inputs in order (`torch.cat(dim=1)`).
+    Concat,
+    /// Channels `start..end` of the input (`chunk`/`split` on the channel axis).
+    Slice {
+        start: usize,
+        end: usize,
+    },
+    /// ShuffleNet's channel shuffle: output channel `a * groups + g` is input channel
+    /// `g * (C / groups) + a`.
+    ChannelShuffle {
+        groups: usize,
+    },
+    LayerNorm(LayerNorm),
     Identity,
 }
 
@@ -111,16 +285,34 @@ impl Op {
             Op::Linear(_) => "linear",
             Op::Conv2d(_) => "conv2d",
             Op::BatchNorm(_) => "batchnorm",
-            Op::Activation(Activation::Relu) => "relu",
-            Op::Activation(Activation::Gelu) => "gelu",
-            Op::Activation(Activation::Sigmoid) => "sigmoid",
-            Op::Activation(Activation::Tanh) => "tanh",
+            Op::Activation(a) => a.kind(),
+            Op::Prelu(_) => "prelu",
             Op::MaxPool2d(_) => "maxpool2d",
             Op::AvgPool2d(_) => "avgpool2d",
             Op::GlobalAvgPool => "global_avgpool",
+            Op::AdaptiveAvgPool2d => "adaptive_avgpool2d",
             Op::Flatten => "flatten",
             Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Scale(_) => "mul",
+            Op::Concat => "concat",
+            Op::Slice { .. } => "slice",
+            Op::ChannelShuffle { .. } => "channel_shuffle",
+            Op::LayerNorm(_) => "layernorm",
             Op::Identity => "identity",
+        }
+    }
+
+    /// The input channel that output channel `c` reads, for the ops that reorder or select whole
+    /// channels (`Slice`, `ChannelShuffle`); `None` for every other op.
+    pub fn channel_source(&self, c: usize, channels_in: usize) -> Option<usize> {
+        match *self {
+            Op::Slice { start, .. } => Some(start + c),
+            Op::ChannelShuffle { groups } => {
+                let per = channels_in / groups;
+                Some((c % groups) * per + c / groups)
+            }
+            _ => None,
         }
     }
 }
@@ -131,7 +323,7 @@ pub struct Node {
     /// The spec's name: how users name player layers.
     pub name: String,
     pub op: Op,
-    /// One source for every op but `Add` (two).
+    /// One source for most ops; two for `Add` and `Mul`, two or more for `Concat`.
     pub inputs: Vec<Source>,
     /// Output shape of one example.
     pub shape: Shape,

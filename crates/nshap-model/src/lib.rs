@@ -15,7 +15,9 @@ pub mod shape;
 pub use backend::{Backend, BackendError, BackendInfo, EvalJob, Evaluator, Examples, MaskBatch};
 pub use data::EvalSet;
 pub use error::ModelError;
-pub use graph::{Activation, BatchNorm, Conv2d, Graph, Linear, Node, Op, Pool2d, Source};
+pub use graph::{
+    Activation, BatchNorm, Conv2d, Graph, LayerNorm, Linear, Node, Op, Pool2d, Source,
+};
 pub use metric::{CustomMetric, Metric};
 pub use players::{Baseline, PlayerLayer, Players};
 pub use shape::Shape;

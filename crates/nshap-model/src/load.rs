@@ -5,16 +5,17 @@ use crate::data::EvalSet;
 use crate::error::ModelError;
 use crate::graph::Graph;
 use crate::resnet;
-use crate::spec::ModelSpec;
-use crate::tensors::{float_values, TensorFile};
+use crate::spec::{ModelSpec, Preprocess};
+use crate::tensors::{directory_hint, float_values, TensorFile};
 use safetensors::Dtype;
 use std::path::Path;
 
 /// Load a model from a spec file and a safetensors state_dict.
+///
+/// A DataParallel state_dict (every name starting with `module.`) loads as if the prefix were
+/// not there; [`load_model_with`] also reports that, and the tensors the spec never reads.
 pub fn load_model(spec: &Path, weights: &Path) -> Result<Graph, ModelError> {
-    let spec = ModelSpec::read(spec)?;
-    let tensors = TensorFile::open(weights)?;
-    build_graph(&spec, &tensors)
+    Ok(load_model_with(spec, weights, &LoadOptions::default())?.graph)
 }
 
 /// Load a torchvision-style architecture (`resnet18`, `resnet34`) from its state_dict alone.
@@ -24,10 +25,236 @@ pub fn load_arch(
     weights: &Path,
     input: [usize; 3],
 ) -> Result<(Graph, ModelSpec), ModelError> {
+    let loaded = load_arch_with(arch, weights, input, &LoadOptions::default())?;
+    Ok((loaded.graph, loaded.spec))
+}
+
+/// What a model load may change beyond its files.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Per-channel input normalisation to apply instead of the spec's `preprocess` (the CLI's
+    /// `--normalize`). One mean and std are used for every channel.
+    pub preprocess: Option<Preprocess>,
+}
+
+/// A loaded model: its graph, the spec it was built from (after [`LoadOptions`]), and what the
+/// user should know about the files (one line each).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub graph: Graph,
+    pub spec: ModelSpec,
+    pub warnings: Vec<String>,
+}
+
+/// Read a spec file, saying so when the path is a directory.
+pub fn read_spec(path: &Path) -> Result<ModelSpec, ModelError> {
+    if path.is_dir() {
+        return Err(ModelError::File {
+            path: path.to_owned(),
+            message: directory_hint(path),
+        });
+    }
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
+        return Err(ModelError::File {
+            path: path.to_owned(),
+            message: "this is a PyTorch pickle (torch.save), not an nshap.model.v1 JSON spec: the spec describes the wiring (docs/model-format.md); the weights go to --weights as safetensors".into(),
+        });
+    }
+    if looks_like_safetensors(head) {
+        return Err(ModelError::File {
+            path: path.to_owned(),
+            message: "this is a safetensors file, not a JSON spec: pass it as --weights (or --data), and the spec as --model".into(),
+        });
+    }
+    ModelSpec::read(path)
+}
+
+/// A safetensors header: an 8-byte little-endian length, then JSON.
+fn looks_like_safetensors(head: &[u8]) -> bool {
+    head.len() >= 10 && head[8] == b'{' && head[4..8] == [0, 0, 0, 0]
+}
+
+/// [`load_model`] with options, and the warnings.
+pub fn load_model_with(
+    spec: &Path,
+    weights: &Path,
+    options: &LoadOptions,
+) -> Result<Loaded, ModelError> {
+    let parsed = read_spec(spec)?;
+    load_spec_with(parsed, weights, options)
+}
+
+/// Build a model from a parsed spec and a safetensors state_dict.
+pub fn load_spec_with(
+    mut spec: ModelSpec,
+    weights: &Path,
+    options: &LoadOptions,
+) -> Result<Loaded, ModelError> {
+    let mut warnings = Vec::new();
+    if let Some(pre) = &options.preprocess {
+        if spec.preprocess.as_ref().is_some_and(|p| p != pre) {
+            warnings.push(
+                "the given input normalisation replaces the spec's \"preprocess\"".to_string(),
+            );
+        }
+        spec.preprocess = Some(fit_preprocess(pre, &spec.input)?);
+    }
     let tensors = TensorFile::open(weights)?;
-    let spec = resnet::resnet_spec(arch, &tensors, input)?;
     let graph = build_graph(&spec, &tensors)?;
-    Ok((graph, spec))
+    warnings.extend(weight_warnings(&spec, &tensors));
+    Ok(Loaded {
+        graph,
+        spec,
+        warnings,
+    })
+}
+
+/// [`load_arch`] with options, and the warnings.
+pub fn load_arch_with(
+    arch: &str,
+    weights: &Path,
+    input: [usize; 3],
+    options: &LoadOptions,
+) -> Result<Loaded, ModelError> {
+    let tensors = TensorFile::open(weights)?;
+    let mut spec = resnet::resnet_spec(arch, &tensors, input)?;
+    if let Some(pre) = &options.preprocess {
+        spec.preprocess = Some(fit_preprocess(pre, &spec.input)?);
+    }
+    let graph = build_graph(&spec, &tensors)?;
+    let warnings = weight_warnings(&spec, &tensors);
+    Ok(Loaded {
+        graph,
+        spec,
+        warnings,
+    })
+}
+
+/// A normalisation checked against the input's channels; a single mean/std serves every
+/// channel (as torchvision's `Normalize` broadcasts it).
+pub fn fit_preprocess(pre: &Preprocess, input: &[usize]) -> Result<Preprocess, ModelError> {
+    let channels = match input {
+        [c, _, _] => *c,
+        [f] => *f,
+        _ => 0,
+    };
+    let (m, s) = (pre.mean.len(), pre.std.len());
+    let shape = format!("[{}]", join(input));
+    if m != s {
+        return Err(ModelError::Data(format!(
+            "input normalisation: {m} mean(s) but {s} std(s); give one of each per input channel ({channels} for the model's {shape} input)"
+        )));
+    }
+    if m != channels && m != 1 {
+        return Err(ModelError::Data(format!(
+            "input normalisation: {m} means and stds, but the model's {shape} input has {channels} channel(s); give {channels} of each (or one for every channel)"
+        )));
+    }
+    if let Some(bad) = pre.std.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(ModelError::Data(format!(
+            "input normalisation: every std must be positive, found {bad}"
+        )));
+    }
+    if let Some(bad) = pre.mean.iter().find(|v| !v.is_finite()) {
+        return Err(ModelError::Data(format!(
+            "input normalisation: every mean must be a finite number, found {bad}"
+        )));
+    }
+    if m == 1 && channels > 1 {
+        return Ok(Preprocess {
+            mean: vec![pre.mean[0]; channels],
+            std: vec![pre.std[0]; channels],
+        });
+    }
+    Ok(pre.clone())
+}
+
+/// How many unread tensor names a warning lists before it only counts.
+const UNREAD_SHOWN: usize = 5;
+
+/// The state_dict's wrapper prefix, and tensors the spec never read.
+fn weight_warnings(spec: &ModelSpec, tensors: &TensorFile) -> Vec<String> {
+    let file = tensors.path().display();
+    let mut out = Vec::new();
+    if let Some(p) = tensors.wrapper_prefix() {
+        out.push(format!(
+            "{file}: every tensor name starts with {p:?} (a state_dict of a DataParallel or compiled module); reading the names without it (to store them without: save_file({{k.removeprefix('{p}'): v for k, v in sd.items()}}, ...))"
+        ));
+    }
+    let unread = tensors.unread();
+    if unread.is_empty() {
+        return out;
+    }
+    let strip = |n: &str| -> String {
+        match tensors.wrapper_prefix() {
+            Some(p) => n.strip_prefix(p).unwrap_or(n).to_owned(),
+            None => n.to_owned(),
+        }
+    };
+    let mut shown: Vec<String> = unread.iter().take(UNREAD_SHOWN).map(|n| strip(n)).collect();
+    if unread.len() > UNREAD_SHOWN {
+        shown.push(format!("... ({} more)", unread.len() - UNREAD_SHOWN));
+    }
+    // A node that names a weight but no bias while the file has the bias: a forgotten field.
+    let forgotten: Vec<String> = spec
+        .nodes
+        .iter()
+        .filter(|n| n.bias.is_none() && matches!(n.op.as_str(), "linear" | "conv2d"))
+        .filter_map(|n| {
+            let bias = n.weight.as_deref()?.strip_suffix(".weight")?.to_owned() + ".bias";
+            unread.iter().any(|u| strip(u) == bias).then(|| {
+                format!(
+                    "node {:?} has no \"bias\" but {bias} is in the file",
+                    n.name
+                )
+            })
+        })
+        .collect();
+    let hint = if forgotten.is_empty() {
+        String::new()
+    } else {
+        format!(" (a forgotten bias? {})", forgotten.join("; "))
+    };
+    out.push(format!(
+        "{file}: {} tensor(s) the spec never reads: {}{hint}",
+        unread.len(),
+        shown.join(", ")
+    ));
+    out
+}
+
+/// The shape of one example in an eval set file (the `inputs` tensor without its first
+/// dimension), to size a model (`--arch` without `--input`).
+pub fn data_input_shape(path: &Path, inputs: &str) -> Result<Vec<usize>, ModelError> {
+    let file = TensorFile::open(path)?;
+    if !file.contains(inputs) {
+        return Err(missing_data_tensor(&file, inputs));
+    }
+    let shape = file.shape(inputs)?;
+    if shape.len() < 2 {
+        return Err(ModelError::Tensor {
+            path: path.to_owned(),
+            tensor: inputs.to_owned(),
+            message: format!("expected [N, ...] examples, found shape {shape:?}"),
+        });
+    }
+    Ok(shape[1..].to_vec())
+}
+
+fn missing_data_tensor(file: &TensorFile, name: &str) -> ModelError {
+    ModelError::Tensor {
+        path: file.path().to_owned(),
+        tensor: name.to_owned(),
+        message: format!(
+            "missing; the file has {} (name yours with --inputs-name/--labels-name)",
+            file.describe(12)
+        ),
+    }
 }
 
 /// Names and scaling of the tensors in an eval set file.
@@ -37,6 +264,9 @@ pub struct DataOptions {
     pub labels: String,
     /// u8 inputs are multiplied by this (default 1/255, mapping 0..255 to 0..1).
     pub u8_scale: f32,
+    /// A file without the labels tensor loads with every label 0 (for tools that only need the
+    /// inputs, such as writing the network's logits). Default false: labels are required.
+    pub labels_optional: bool,
 }
 
 impl Default for DataOptions {
@@ -45,6 +275,7 @@ impl Default for DataOptions {
             inputs: "inputs".into(),
             labels: "labels".into(),
             u8_scale: 1.0 / 255.0,
+            labels_optional: false,
         }
     }
 }
@@ -61,13 +292,27 @@ pub fn load_eval_set(
         tensor: tensor.to_owned(),
         message,
     };
+    let optional = |name: &String| options.labels_optional && name == &options.labels;
+    for name in [&options.inputs, &options.labels] {
+        if !file.contains(name) && !optional(name) {
+            return Err(missing_data_tensor(&file, name));
+        }
+    }
     let (dtype, shape, bytes) = file.raw(&options.inputs)?;
     let want = graph.input.dims();
     if shape.len() != want.len() + 1 || shape[1..] != want[..] {
+        // [N, H, W, C] for a [C, H, W] model: images saved channels-last.
+        let channels_last =
+            want.len() == 3 && shape.len() == 4 && shape[1..] == [want[1], want[2], want[0]];
+        let hint = if channels_last {
+            " (channels-last images: save x.permute(0, 3, 1, 2) instead)"
+        } else {
+            ""
+        };
         return Err(tensor_err(
             &options.inputs,
             format!(
-                "shape mismatch: the model takes [N, {}], found {shape:?}",
+                "shape mismatch: the model takes [N, {}], found {shape:?}{hint}",
                 join(&want)
             ),
         ));
@@ -81,6 +326,12 @@ pub fn load_eval_set(
             )
         })?,
     };
+    if !file.contains(&options.labels) {
+        // labels_optional (checked above): every label 0.
+        let n = shape[0];
+        return EvalSet::new(graph.input, inputs, vec![0; n], graph.num_classes())
+            .map_err(|e| ModelError::Data(format!("{}: {e}", path.display())));
+    }
     let (ldtype, lshape, lbytes) = file.raw(&options.labels)?;
     if lshape.len() != 1 || lshape[0] != shape[0] {
         return Err(tensor_err(

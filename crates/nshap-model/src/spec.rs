@@ -15,6 +15,9 @@ pub struct ModelSpec {
     pub format: String,
     /// Shape of one example without the batch dimension: `[features]` or `[C, H, W]`.
     pub input: Vec<usize>,
+    /// Optional normalisation of the eval inputs (see [`Preprocess`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
     pub nodes: Vec<NodeSpec>,
 }
 
@@ -67,6 +70,74 @@ pub struct NodeSpec {
     pub dilation: Option<Pair>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<usize>,
+    /// Pooling: round the output size up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceil_mode: Option<bool>,
+    /// Average pooling: count padding in the divisor (default true, as PyTorch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_include_pad: Option<bool>,
+    /// Adaptive pooling: the output `[h, w]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_size: Option<Pair>,
+    /// `slice`: the channel range `start..end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<usize>,
+    /// `hardtanh`: the clamp range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_val: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_val: Option<f64>,
+    /// `leaky_relu`: the slope for negative inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_slope: Option<f64>,
+    /// `elu`: the scale of the negative branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+}
+
+impl NodeSpec {
+    /// The optional fields this node sets (besides `name` and `op`), by their spec names.
+    pub fn present_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut note = |set: bool, name: &'static str| {
+            if set {
+                out.push(name)
+            }
+        };
+        note(self.inputs.is_some(), "inputs");
+        note(self.weight.is_some(), "weight");
+        note(self.bias.is_some(), "bias");
+        note(self.prefix.is_some(), "prefix");
+        note(self.running_mean.is_some(), "running_mean");
+        note(self.running_var.is_some(), "running_var");
+        note(self.eps.is_some(), "eps");
+        note(self.kernel.is_some(), "kernel");
+        note(self.stride.is_some(), "stride");
+        note(self.padding.is_some(), "padding");
+        note(self.dilation.is_some(), "dilation");
+        note(self.groups.is_some(), "groups");
+        note(self.ceil_mode.is_some(), "ceil_mode");
+        note(self.count_include_pad.is_some(), "count_include_pad");
+        note(self.output_size.is_some(), "output_size");
+        note(self.start.is_some(), "start");
+        note(self.end.is_some(), "end");
+        note(self.min_val.is_some(), "min_val");
+        note(self.max_val.is_some(), "max_val");
+        note(self.negative_slope.is_some(), "negative_slope");
+        note(self.alpha.is_some(), "alpha");
+        out
+    }
+}
+
+/// Per-channel input normalisation applied to the eval data before the first node:
+/// `x' = (x - mean[c]) / std[c]` (torchvision's `Normalize`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
 impl NodeSpec {

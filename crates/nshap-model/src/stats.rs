@@ -6,10 +6,17 @@ use crate::graph::{Graph, Node, Op};
 /// weights and biases (when the spec named one),
 /// batchnorm gamma and beta (running statistics are buffers, not parameters).
 pub fn parameters(node: &Node) -> usize {
+    if node.name == crate::build::PREPROCESS_NAME {
+        // Input normalisation is not a learned parameter.
+        return 0;
+    }
     match &node.op {
         Op::Linear(l) => l.weight.len() + if l.has_bias { l.bias.len() } else { 0 },
         Op::Conv2d(c) => c.weight.len() + if c.has_bias { c.bias.len() } else { 0 },
         Op::BatchNorm(bn) => 2 * bn.scale.len(),
+        Op::LayerNorm(ln) => ln.weight.len() + ln.bias.len(),
+        // A shared PReLU slope is expanded per channel at load; counted as stored here.
+        Op::Prelu(w) | Op::Scale(w) => w.len(),
         _ => 0,
     }
 }
@@ -22,9 +29,13 @@ pub fn flops(graph: &Graph, node: &Node) -> u64 {
         Op::Linear(l) => 2 * (l.in_features * l.out_features) as u64,
         Op::Conv2d(c) => 2 * out * (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64,
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => out * (p.kernel.0 * p.kernel.1) as u64,
-        Op::GlobalAvgPool => graph.shape_of(node.inputs[0]).numel() as u64,
-        Op::BatchNorm(_) | Op::Activation(_) | Op::Add => out,
-        Op::Flatten | Op::Identity => 0,
+        Op::GlobalAvgPool | Op::AdaptiveAvgPool2d => graph.shape_of(node.inputs[0]).numel() as u64,
+        Op::BatchNorm(_) | Op::Activation(_) | Op::Prelu(_) | Op::Add | Op::Mul | Op::Scale(_) => {
+            out
+        }
+        // Mean, variance, normalise and affine: about 5 per element.
+        Op::LayerNorm(_) => 5 * out,
+        Op::Flatten | Op::Identity | Op::Concat | Op::Slice { .. } | Op::ChannelShuffle { .. } => 0,
     }
 }
 

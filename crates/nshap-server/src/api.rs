@@ -732,7 +732,7 @@ fn valid_node_name(p: &str) -> bool {
         && p.len() <= 200
         && !p.starts_with('-')
         && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.:/#[]-".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "_.:/#[]-*?".contains(c))
 }
 
 pub const JOB_FIELDS: &[&str] = &[

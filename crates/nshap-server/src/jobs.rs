@@ -87,11 +87,18 @@ fn is_our_child(pid: i64, dir: &Path) -> bool {
         .any(|arg| String::from_utf8_lossy(arg).contains(dir.as_ref()))
 }
 
-/// The last `error: ...` line a child wrote, without the prefix.
+/// The last `error: ...` a child wrote, without the prefix, with the indented lines that follow
+/// it (a spec with several problems lists one per line).
 fn child_error(log: &Path, status: ExitStatus) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    if let Some(line) = text.lines().rev().find(|l| l.starts_with("error: ")) {
-        return line["error: ".len()..].to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(at) = lines.iter().rposition(|l| l.starts_with("error: ")) {
+        let mut message = lines[at]["error: ".len()..].to_string();
+        for more in lines[at + 1..].iter().take_while(|l| l.starts_with("  ")) {
+            message.push('\n');
+            message.push_str(more);
+        }
+        return message;
     }
     if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
         return format!("{status}: {line}");

@@ -4,6 +4,7 @@ use crate::model_args::{DataArgs, ModelArgs};
 use anyhow::Result;
 use clap::Args;
 use nshap::cpu::CpuBackend;
+use nshap::model::players::find_player_nodes;
 use nshap::model::stats::{flops, parameters, total_flops, total_parameters};
 use nshap::model::{
     Backend, EvalJob, Examples, Graph, MaskBatch, Metric, PlayerLayer, Players, Source,
@@ -19,6 +20,9 @@ pub struct InspectArgs {
     /// Print the model spec as JSON (useful with --arch to start a hand-written spec).
     #[arg(long)]
     pub emit_spec: bool,
+    /// Show what a --players list selects: nodes, op, shape and players per node, and the total.
+    #[arg(long, value_delimiter = ',', value_name = "NODE|PATTERN[,...]")]
+    pub players: Vec<String>,
 }
 
 fn source_name(g: &Graph, s: Source) -> &str {
@@ -29,28 +33,35 @@ fn source_name(g: &Graph, s: Source) -> &str {
 }
 
 pub fn execute(args: InspectArgs) -> Result<()> {
-    let model = args.model.load()?;
+    let model = args.model.load(&args.data)?;
     let g = &model.graph;
+    // A bad --players list is an error before anything is printed.
+    if !args.players.is_empty() {
+        find_player_nodes(g, &args.players)?;
+    }
     if args.emit_spec {
-        if let (Some(arch), Some(w)) = (&args.model.arch, &args.model.weights) {
-            let (_, spec) = nshap::model::load_arch(arch, w, args.model.input_dims()?)?;
-            println!("{}", spec.to_json_pretty());
-            return Ok(());
-        }
+        println!("{}", model.spec.to_json_pretty());
+        return Ok(());
     }
     println!("model: {}", model.description);
     println!("input: {}   classes: {}", g.input, g.num_classes());
+    let w = name_width(g.nodes.iter().map(|n| n.name.as_str()));
     println!(
-        "{:<24} {:<15} {:<26} {:<16} {:>8} {:>10} {:>14}",
+        "{:<w$} {:<15} {:<26} {:<16} {:>8} {:>10} {:>14}",
         "node", "op", "inputs", "output", "players", "params", "FLOPs/example"
     );
     for node in &g.nodes {
         let inputs: Vec<&str> = node.inputs.iter().map(|&s| source_name(g, s)).collect();
+        let mut inputs = inputs.join(",");
+        if inputs.len() > 26 {
+            // A concat of many branches: the count, not every name.
+            inputs = format!("{} inputs", node.inputs.len());
+        }
         println!(
-            "{:<24} {:<15} {:<26} {:<16} {:>8} {:>10} {:>14}",
+            "{:<w$} {:<15} {:<26} {:<16} {:>8} {:>10} {:>14}",
             node.name,
             node.op.kind(),
-            inputs.join(","),
+            inputs,
             node.shape.to_string(),
             node.shape.channels(),
             parameters(node),
@@ -64,6 +75,9 @@ pub fn execute(args: InspectArgs) -> Result<()> {
         total_flops(g),
         total_flops(g) as f64 / 1e9
     );
+    if !args.players.is_empty() {
+        print_selection(g, &args.players)?;
+    }
     if args.data.data.is_some() {
         let (data, _) = args.data.load(g)?;
         let graph = Arc::new(model.graph.clone());
@@ -94,5 +108,45 @@ pub fn execute(args: InspectArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Column width for node names: the longest, within 16..48.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).clamp(16, 48)
+}
+
+/// What a --players list selects, node by node, and in total.
+fn print_selection(g: &Graph, items: &[String]) -> Result<()> {
+    let nodes = find_player_nodes(g, items)?;
+    let output = g.nodes.len() - 1;
+    let w = name_width(nodes.iter().map(|&i| g.nodes[i].name.as_str()));
+    println!("\n--players {} selects:", items.join(","));
+    println!(
+        "{:<w$} {:<15} {:<16} {:>8}",
+        "node", "op", "output", "players"
+    );
+    let mut total = 0;
+    for &i in &nodes {
+        let n = &g.nodes[i];
+        total += n.shape.channels();
+        println!(
+            "{:<w$} {:<15} {:<16} {:>8}{}",
+            n.name,
+            n.op.kind(),
+            n.shape.to_string(),
+            n.shape.channels(),
+            if i == output {
+                "  (the output node: not a valid player layer)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "total: {total} players in {} layer{}",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" }
+    );
     Ok(())
 }

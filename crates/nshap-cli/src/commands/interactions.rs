@@ -159,14 +159,17 @@ pub fn execute(args: InteractionsArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("nshap-interactions"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     eprintln!(
-        "{}: {} players in {}, {} examples, {} interactions among {} players ({}), metric {}, backend {} ({})",
+        "{}: {}, {} examples, {} interactions among {} players ({}), metric {}, backend {} ({})",
         prepared.model_description,
-        n,
-        spec.players.join(","),
+        crate::commands::run::players_summary(&spec.players, &players),
         prepared.data.len(),
         args.index,
         selection.len(),
-        if method == Method::Exact { "exact" } else { "sampled" },
+        if method == Method::Exact {
+            "exact"
+        } else {
+            "sampled"
+        },
         prepared.metric.name(),
         prepared.info.backend,
         prepared.info.device

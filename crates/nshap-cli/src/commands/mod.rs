@@ -4,6 +4,7 @@ pub mod compare;
 pub mod devices;
 pub mod inspect;
 pub mod interactions;
+pub mod logits;
 pub mod measures;
 pub mod report;
 pub mod run;

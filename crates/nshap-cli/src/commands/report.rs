@@ -1,14 +1,15 @@
 //! report.json for a run, and `nshap report DIR`: a terminal summary and a per-layer figure.
 
 use crate::commands::run::read_record;
-use crate::output::read_values;
+use crate::output::write_atomic;
+use crate::output::{read_values, ValueRow};
 use crate::plot;
 use crate::prepare::{Prepared, RunSpec};
 use anyhow::Result;
 use clap::Args;
 use nshap::estimate::Estimates;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub fn build_report(spec: &RunSpec, p: &Prepared, estimates: &Estimates, wall: D
                   "nodes": p.graph.nodes.len(), "classes": p.graph.num_classes()},
         "data": {"examples": p.data.len(), "digest": p.data_digest},
         "players": p.players.len(),
+        "layers": p.players.layers().iter().map(|l| json!({"node": l.name, "players": l.channels()})).collect::<Vec<_>>(),
         "backend": p.info,
         "evaluations": estimates.diagnostics.evaluations,
         "coalition_examples": p.game.coalition_examples,
@@ -53,20 +55,21 @@ pub fn execute(args: ReportArgs) -> Result<()> {
         args.dir.display(),
         record.spec.method,
         record.spec.metric,
-        record.spec.players.join(","),
+        short(&record.spec.players.join(","), 80),
         rows.len(),
         record.spec.seed
     );
-    if let Ok(text) = std::fs::read_to_string(args.dir.join("report.json")) {
-        if let Ok(r) = serde_json::from_str::<Value>(&text) {
-            println!(
-                "evaluations {}, wall {:.1}s, backend {}, efficiency residual {}",
-                r["evaluations"],
-                r["wall_seconds"].as_f64().unwrap_or(0.0),
-                r["backend"]["backend"],
-                r["diagnostics"]["efficiency_residual"]
-            );
-        }
+    let report: Option<Value> = std::fs::read_to_string(args.dir.join("report.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if let Some(r) = &report {
+        println!(
+            "evaluations {}, wall {:.1}s, backend {}, efficiency residual {}",
+            r["evaluations"],
+            r["wall_seconds"].as_f64().unwrap_or(0.0),
+            r["backend"]["backend"],
+            r["diagnostics"]["efficiency_residual"]
+        );
     }
     println!("\ntop {} players:", args.top.min(rows.len()));
     println!(
@@ -86,23 +89,126 @@ pub fn execute(args: ReportArgs) -> Result<()> {
             r.status
         );
     }
-    let mut layers: BTreeMap<&str, (f64, usize, f64)> = BTreeMap::new();
-    for r in &rows {
-        let e = layers.entry(&r.node).or_insert((0.0, 0, f64::NEG_INFINITY));
-        e.0 += r.value;
-        e.1 += 1;
-        e.2 = e.2.max(r.value);
+    let layers = layer_stats(&rows, layer_order(&report));
+    write_atomic(&args.dir.join("layers.csv"), layers_csv(&layers).as_bytes())?;
+    let w = layers
+        .iter()
+        .map(|l| l.node.len())
+        .max()
+        .unwrap_or(0)
+        .clamp(18, 48);
+    // Many layers: the ones carrying the most value; the full table is layers.csv.
+    let mut shown: Vec<&LayerStat> = layers.iter().collect();
+    if layers.len() > LAYER_ROWS {
+        shown.sort_by(|a, b| b.total.total_cmp(&a.total));
+        shown.truncate(LAYER_ROWS);
+        println!(
+            "\nper layer: {} layers; the {LAYER_ROWS} with the largest total (all in layers.csv):",
+            layers.len()
+        );
+    } else {
+        println!("\nper layer:");
     }
-    println!("\nper layer:");
     println!(
-        "{:<18} {:>8} {:>10} {:>10}",
+        "{:<w$} {:>8} {:>10} {:>10}",
         "node", "players", "total", "max"
     );
-    for (node, (total, count, max)) in &layers {
-        println!("{node:<18} {count:>8} {total:>10.4} {max:>10.4}");
+    for l in shown {
+        println!(
+            "{:<w$} {:>8} {:>10.4} {:>10.4}",
+            l.node, l.players, l.total, l.max
+        );
     }
     let figure = args.dir.join("layers.svg");
-    plot::layer_bars(&rows, &figure)?;
+    plot::layer_bars(&rows, &layers, &figure)?;
     println!("\nwrote {} and .png", figure.display());
     Ok(())
+}
+
+/// Most rows of the per-layer table printed; every layer is in layers.csv.
+const LAYER_ROWS: usize = 30;
+
+/// One player layer's values.
+pub struct LayerStat {
+    pub node: String,
+    pub players: usize,
+    pub total: f64,
+    pub max: f64,
+    pub min: f64,
+}
+
+/// The run's player layers in player order (report.json's `layers`), if recorded.
+fn layer_order(report: &Option<Value>) -> Vec<String> {
+    report
+        .as_ref()
+        .and_then(|r| r["layers"].as_array())
+        .map(|layers| {
+            layers
+                .iter()
+                .filter_map(|l| l["node"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Per-layer totals, in `order` (then any other layer by name).
+pub fn layer_stats(rows: &[ValueRow], order: Vec<String>) -> Vec<LayerStat> {
+    let mut names = order;
+    let mut rest: Vec<&str> = rows.iter().map(|r| r.node.as_str()).collect();
+    rest.sort_unstable();
+    rest.dedup();
+    for node in rest {
+        if !names.iter().any(|n| n == node) {
+            names.push(node.to_owned());
+        }
+    }
+    let at: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut stats: Vec<LayerStat> = names
+        .iter()
+        .map(|n| LayerStat {
+            node: n.clone(),
+            players: 0,
+            total: 0.0,
+            max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
+        })
+        .collect();
+    for r in rows {
+        let l = &mut stats[at[r.node.as_str()]];
+        l.players += 1;
+        l.total += r.value;
+        l.max = l.max.max(r.value);
+        l.min = l.min.min(r.value);
+    }
+    stats.retain(|l| l.players > 0);
+    stats
+}
+
+fn layers_csv(layers: &[LayerStat]) -> String {
+    let mut out = String::from("node,players,total,mean,max,min\n");
+    for l in layers {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            l.node,
+            l.players,
+            l.total,
+            l.total / l.players as f64,
+            l.max,
+            l.min
+        ));
+    }
+    out
+}
+
+/// `text` cut to `max` characters with "...".
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    format!("{cut}...")
 }

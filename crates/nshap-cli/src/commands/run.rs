@@ -115,10 +115,9 @@ pub fn execute(args: RunArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "{}: {} players in {}, {} examples, method {}, metric {}, backend {} ({})",
+        "{}: {}, {} examples, method {}, metric {}, backend {} ({})",
         prepared.model_description,
-        prepared.players.len(),
-        spec.players.join(","),
+        players_summary(&spec.players, &prepared.players),
         prepared.data.len(),
         prepared.method,
         prepared.metric.name(),
@@ -207,21 +206,64 @@ fn print_top(prepared: &Prepared, estimates: &nshap::estimate::Estimates, k: usi
         "top {k} players by Shapley value ({}):",
         prepared.metric.name()
     );
+    let top = estimates.top_k(k);
+    let shown = &top[..top.len().min(TABLE_ROWS)];
+    let labels: Vec<String> = shown
+        .iter()
+        .map(|&i| {
+            let (node, ch) = prepared.players.label(i);
+            format!("{node}#{ch}")
+        })
+        .collect();
+    let w = labels.iter().map(String::len).max().unwrap_or(0).max(16);
     println!(
-        "{:>4}  {:<16} {:>9} {:>9}  {:>21}",
+        "{:>4}  {:<w$} {:>9} {:>9}  {:>21}",
         "rank", "player", "value", "stderr", "95% interval"
     );
-    for (rank, i) in estimates.top_k(k).into_iter().enumerate() {
+    for (rank, (&i, label)) in shown.iter().zip(&labels).enumerate() {
         let p = &estimates.players[i];
-        let (node, ch) = prepared.players.label(i);
         println!(
-            "{:>4}  {:<16} {:>9.4} {:>9.4}  [{:>8.4}, {:>8.4}]",
+            "{:>4}  {:<w$} {:>9.4} {:>9.4}  [{:>8.4}, {:>8.4}]",
             rank + 1,
-            format!("{node}#{ch}"),
+            label,
             p.value,
             p.stderr,
             p.ci_low,
             p.ci_high
         );
+    }
+    if top.len() > shown.len() {
+        println!(
+            "  ... {} more of the top {k} in values.csv (sorted by value)",
+            top.len() - shown.len()
+        );
+    }
+}
+
+/// Most rows of the final table; the rest are in values.csv.
+const TABLE_ROWS: usize = 25;
+
+/// "32 players in relu2", or "17216 players in 94 layers (filters)" for many layers.
+pub fn players_summary(items: &[String], players: &nshap::model::Players) -> String {
+    let layers = players.layers();
+    let mut given = items.join(",");
+    if given.len() > 80 {
+        let cut = (0..=77)
+            .rev()
+            .find(|&i| given.is_char_boundary(i))
+            .unwrap_or(0);
+        given.truncate(cut);
+        given.push_str("...");
+    }
+    match layers {
+        [one] if items.len() == 1 && items[0] == one.name => {
+            format!("{} players in {}", players.len(), one.name)
+        }
+        _ => format!(
+            "{} players in {} layer{} ({given})",
+            players.len(),
+            layers.len(),
+            if layers.len() == 1 { "" } else { "s" }
+        ),
     }
 }

@@ -21,18 +21,24 @@ pub enum Kernel {
     Affine,
     Map,
     Add,
+    Mul,
+    ChannelCopy,
+    LayerNorm,
     Pool2d,
     GlobalAvgPool,
     Metric,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Linear,
         Kernel::Conv2d,
         Kernel::Affine,
         Kernel::Map,
         Kernel::Add,
+        Kernel::Mul,
+        Kernel::ChannelCopy,
+        Kernel::LayerNorm,
         Kernel::Pool2d,
         Kernel::GlobalAvgPool,
         Kernel::Metric,
@@ -45,6 +51,9 @@ impl Kernel {
             Kernel::Affine => "affine",
             Kernel::Map => "map",
             Kernel::Add => "add",
+            Kernel::Mul => "mul",
+            Kernel::ChannelCopy => "channel_copy",
+            Kernel::LayerNorm => "layernorm",
             Kernel::Pool2d => "pool2d",
             Kernel::GlobalAvgPool => "global_avgpool",
             Kernel::Metric => "metric",
@@ -58,6 +67,9 @@ impl Kernel {
             Kernel::Affine => include_str!("../../../../shaders/affine.wgsl"),
             Kernel::Map => include_str!("../../../../shaders/map.wgsl"),
             Kernel::Add => include_str!("../../../../shaders/add.wgsl"),
+            Kernel::Mul => include_str!("../../../../shaders/mul.wgsl"),
+            Kernel::ChannelCopy => include_str!("../../../../shaders/channel_copy.wgsl"),
+            Kernel::LayerNorm => include_str!("../../../../shaders/layernorm.wgsl"),
             Kernel::Pool2d => include_str!("../../../../shaders/pool2d.wgsl"),
             Kernel::GlobalAvgPool => include_str!("../../../../shaders/global_avgpool.wgsl"),
             Kernel::Metric => include_str!("../../../../shaders/metric.wgsl"),
@@ -115,6 +127,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_shader_file_belongs_to_a_kernel() {
+        // A new .wgsl file must be listed in Kernel::ALL, or the test above would not see it.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
+        let mut covered = 0;
+        for entry in std::fs::read_dir(&dir).expect("shaders/") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let used =
+                text == PARAMS || text == EPILOGUE || Kernel::ALL.iter().any(|k| k.body() == text);
+            assert!(used, "{name} is not part of any Kernel");
+            covered += 1;
+        }
+        assert_eq!(
+            covered,
+            Kernel::ALL.len() + 2,
+            "params + epilogue + one file per kernel"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! All kernels share the layout below, so a step's bind group only depends on which buffers it
 //! reads and writes; each shader uses the subset of bindings it needs.
 //!   0 params (uniform, dynamic offset)   1 input 0        2 weights / input 1
-//!   3 bias, scale+shift or labels (f32/u32)               4 output (read-write)
+//!   3 f32 constants (bias; scale+shift; slope; layernorm weight+bias+eps) or labels (u32)
+//!   4 output (read-write)
 //!   5 coalition masks (u32)              6 player baselines (f32)
 
 use super::Kernel;

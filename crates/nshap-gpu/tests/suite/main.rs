@@ -4,6 +4,7 @@
 //! Without an adapter every test prints `SKIPPED (no GPU adapter)`; with `NSHAP_REQUIRE_GPU=1`
 //! (CI, with lavapipe installed) a missing adapter fails them instead.
 
+mod blocks;
 mod common;
 mod device;
 mod errors;
