@@ -61,12 +61,22 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
                 StepOp::Affine { .. } | StepOp::Map | StepOp::Add | StepOp::Mul { .. } => out,
                 // Mean, squared deviations and the normalisation: 8 per element.
                 StepOp::LayerNorm { .. } => 8 * out,
-                // A copy: no arithmetic; it reads and writes only its own channels.
+                // A copy: no arithmetic (but a fused activation on its own channels); it reads
+                // and writes only its own channels.
                 StepOp::ChannelCopy { channels, .. } => {
-                    bytes = 8 * *channels as u64 * spatial;
-                    0
+                    let moved = *channels as u64 * spatial;
+                    bytes = 8 * moved;
+                    if step.act.is_some() {
+                        moved
+                    } else {
+                        0
+                    }
                 }
-            } + if step.act.is_some() { out } else { 0 };
+            } + match (&step.op, step.act) {
+                // A concat part activates its own channels only (counted above).
+                (StepOp::ChannelCopy { .. }, _) | (_, None) => 0,
+                (_, Some(_)) => out,
+            };
             StepCost {
                 label: step.label.clone(),
                 kernel: step.op.kernel().name(),

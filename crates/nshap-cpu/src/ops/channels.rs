@@ -19,7 +19,7 @@ pub fn concat(inputs: &[&[f32]], numels: &[usize], out: &mut [f32]) {
     }
 }
 
-/// Vector-Jacobian product of [`concat`] with respect to the input whose values start at
+/// Vector-Jacobian product of [`concat()`] with respect to the input whose values start at
 /// `offset` of each output row (of `out_numel` values) and span `numel`.
 pub fn concat_backward(
     offset: usize,
@@ -45,7 +45,7 @@ pub fn slice(start: usize, in_shape: Shape, out_shape: Shape, input: &[f32], out
     }
 }
 
-/// Vector-Jacobian product of [`slice`]: the gradient goes back to the sliced channels.
+/// Vector-Jacobian product of [`slice()`]: the gradient goes back to the sliced channels.
 pub fn slice_backward(
     start: usize,
     in_shape: Shape,
