@@ -246,10 +246,21 @@ def run_one(name, *, work, rust_cmd=None, gpu=False, examples=4, max_params=None
             except subprocess.TimeoutExpired:
                 row[backend] = f"timeout ({timeout}s)"
             except Exception as e:
-                row[backend] = f"failed: {e}"
-        try:  # the noise floor: PyTorch's own f32 vs f64 on the same inputs
+                text = str(e)
+                if "max_*_buffer_binding_size" in text:
+                    # A weight larger than one storage binding may be (lavapipe: 128 MiB): the
+                    # GPU backend does not split weights across bindings yet.
+                    limit = text.split("limit")[-1].strip().split()[0] if "limit" in text else "?"
+                    row[backend] = f"not run: a weight exceeds the adapter's {limit}-byte binding limit"
+                else:
+                    row[backend] = f"failed: {e}"
+        try:  # the noise floor: PyTorch's own f32 vs f64 on the same inputs, or how much PyTorch's
+            # f32 output moves when the inputs move by 1e-7 relative (float rounding), if larger:
+            # random-init deep nets can amplify rounding chaotically, and any engine pays that.
             with torch.no_grad():
-                row["f32_noise"] = rel_err(ref.double(), m.double()(xs.double()))
+                moved = max(rel_err(m(xs * (1 + 1e-7 * torch.randn(xs.shape, generator=g))), ref)
+                            for _ in range(3))
+                row["f32_noise"] = max(rel_err(ref.double(), m.double()(xs.double())), moved)
         except Exception as e:  # pragma: no cover
             row["f32_noise"] = f"n/a ({type(e).__name__})"
     elif row["status"] == "ok":
@@ -281,7 +292,8 @@ def markdown(rows, meta) -> str:
         + "*check* is the exporter's self-check (the spec interpreted in PyTorch vs the module), *CPU*/*GPU* the "
         f"Rust engine's logits vs PyTorch's on {meta['examples']} random examples; both as "
         "max|a-b| / max(1, max|b|); *max \\|logit\\|* is PyTorch's; *f32 noise* (with `--rust-cmd`) is the same "
-        "measure between PyTorch in float32 and in float64, the error any float32 engine should expect. "
+        "measure between PyTorch in float32 and in float64, or between PyTorch's float32 outputs for the inputs and for "
+        "the inputs moved by 1e-7 relative (the largest of three draws), whichever is larger: the error any float32 engine should expect. "
         f"*verdict*: pass when every backend that ran is within {meta.get('tolerance', 1e-4):g} "
         "(or twice the f32 noise, when that is larger)."
     )
