@@ -85,30 +85,35 @@ fn check_model(backend_name: &str, backend: &dyn Backend, dir: &std::path::Path,
     }
 }
 
-/// nshap's mean baseline on the op models equals the module's mean activation per channel.
+/// nshap's mean baselines on the op models equal the module's mean activation per channel.
 #[test]
 fn mean_baselines_of_the_op_models_resolve_like_pytorch() {
     for model in OP_MODELS {
-        let dir = fixtures().join("ops").join(model);
-        let (graph, data) = load_fixture_model(&dir);
-        for spec in read_cases(&dir) {
-            let case = load_case(&dir, &spec);
-            let baseline = spec.baseline.parse().unwrap();
-            let players = nshap::resolve_players(&graph, &data, &spec.players, baseline)
-                .unwrap_or_else(|e| panic!("{model}/{}: {e}", spec.name));
-            let ours: Vec<f32> = players
-                .layers()
-                .iter()
-                .flat_map(|l| l.baseline.clone())
-                .collect();
-            assert_close(
-                &ours,
-                &case.baseline,
-                1e-4,
-                1e-5,
-                &format!("ops/{model}/{} baseline", spec.name),
-            );
-        }
+        check_baselines(&fixtures().join("ops").join(model), &format!("ops/{model}"));
+    }
+}
+
+/// Every case's baseline, resolved by nshap from its kind (zero / mean / reference), against the
+/// fixture's.
+fn check_baselines(dir: &std::path::Path, model: &str) {
+    let (graph, data) = load_fixture_model(dir);
+    for spec in read_cases(dir) {
+        let case = load_case(dir, &spec);
+        let baseline = spec.baseline.parse().unwrap();
+        let players = nshap::resolve_players(&graph, &data, &spec.players, baseline)
+            .unwrap_or_else(|e| panic!("{model}/{}: {e}", spec.name));
+        let ours: Vec<f32> = players
+            .layers()
+            .iter()
+            .flat_map(|l| l.baseline.clone())
+            .collect();
+        assert_close(
+            &ours,
+            &case.baseline,
+            1e-4,
+            1e-5,
+            &format!("{model}/{} baseline", spec.name),
+        );
     }
 }
 
@@ -116,25 +121,7 @@ fn mean_baselines_of_the_op_models_resolve_like_pytorch() {
 #[test]
 fn baselines_resolve_like_pytorch() {
     for model in MODELS {
-        let dir = fixtures().join(model);
-        let (graph, data) = load_fixture_model(&dir);
-        for spec in read_cases(&dir) {
-            let case = load_case(&dir, &spec);
-            let baseline = spec.baseline.parse().unwrap();
-            let players = nshap::resolve_players(&graph, &data, &spec.players, baseline).unwrap();
-            let ours: Vec<f32> = players
-                .layers()
-                .iter()
-                .flat_map(|l| l.baseline.clone())
-                .collect();
-            assert_close(
-                &ours,
-                &case.baseline,
-                1e-4,
-                1e-5,
-                &format!("{model}/{} baseline", spec.name),
-            );
-        }
+        check_baselines(&fixtures().join(model), model);
     }
     // Reference removal needs a conv/BN producer: a pooling node is refused with a clear message.
     let (graph, _) = load_fixture_model(&fixtures().join("cnn"));

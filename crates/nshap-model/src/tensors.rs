@@ -157,16 +157,24 @@ impl TensorFile {
             .unwrap_or(false)
     }
 
+    /// The tensor `name` (through a DataParallel prefix if the file has one), marked as read, or a
+    /// "missing tensor" error.
+    fn lookup<'v>(
+        &self,
+        view: &'v SafeTensors<'_>,
+        name: &str,
+    ) -> Result<safetensors::tensor::TensorView<'v>, ModelError> {
+        let actual = self
+            .resolve(view, name)
+            .ok_or_else(|| self.missing(name, view))?;
+        self.mark_read(&actual);
+        view.tensor(&actual).map_err(|_| self.missing(name, view))
+    }
+
     /// Shape of a tensor, or a "missing tensor" error.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>, ModelError> {
         let view = self.view()?;
-        let actual = self
-            .resolve(&view, name)
-            .ok_or_else(|| self.missing(name, &view))?;
-        self.mark_read(&actual);
-        let t = view
-            .tensor(&actual)
-            .map_err(|_| self.missing(name, &view))?;
+        let t = self.lookup(&view, name)?;
         Ok(t.shape().to_vec())
     }
 
@@ -257,13 +265,7 @@ impl TensorFile {
         expected: Option<&[usize]>,
     ) -> Result<(Vec<f32>, Vec<usize>), ModelError> {
         let view = self.view()?;
-        let actual = self
-            .resolve(&view, name)
-            .ok_or_else(|| self.missing(name, &view))?;
-        self.mark_read(&actual);
-        let t = view
-            .tensor(&actual)
-            .map_err(|_| self.missing(name, &view))?;
+        let t = self.lookup(&view, name)?;
         if let Some(expected) = expected {
             if t.shape() != expected {
                 return Err(self.err(
@@ -296,13 +298,7 @@ impl TensorFile {
     /// Raw access for the data loader: dtype, shape and bytes.
     pub fn raw(&self, name: &str) -> Result<(Dtype, Vec<usize>, Vec<u8>), ModelError> {
         let view = self.view()?;
-        let actual = self
-            .resolve(&view, name)
-            .ok_or_else(|| self.missing(name, &view))?;
-        self.mark_read(&actual);
-        let t = view
-            .tensor(&actual)
-            .map_err(|_| self.missing(name, &view))?;
+        let t = self.lookup(&view, name)?;
         Ok((t.dtype(), t.shape().to_vec(), t.data().to_vec()))
     }
 }
