@@ -1,4 +1,6 @@
 // Linear layer as a register-blocked GEMM: y[r, o] = bias[o] + sum_k x[r % in_rows0, k] * wt[k, o].
+// One dispatch may compute only outputs out_offset .. out_offset + c_out of a row of out_stride
+// features (a weight larger than one binding is split over outputs; wt and bias are that part's).
 //
 // The weight is transposed at upload to [in, out] so that neighbouring threads (neighbouring
 // outputs) read neighbouring addresses. A 16x16 workgroup computes a 64x64 output tile, each
@@ -52,7 +54,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var j = 0u; j < 4u; j++) {
             let o = o0 + 16u * j;
             if o < n_out {
-                y[r * n_out + o] = store_t(epilogue(r, o, acc[i][j] + bias[o]));
+                let f = params.out_offset + o;
+                y[r * params.out_stride + f] = store_t(epilogue(r, f, acc[i][j] + bias[o]));
             }
         }
     }

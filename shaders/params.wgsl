@@ -45,6 +45,12 @@ struct Params {
     // channel_copy.wgsl: the first input channel read (a slice's start). The first output channel
     // written travels in out_offset (the metric's first result slot otherwise).
     in_channel0: u32,
+    // linear.wgsl: features per output row; c_out is the width of this part of the layer (a
+    // weight too large for one binding is split over outputs) and out_offset its first feature.
+    out_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -76,6 +76,7 @@ impl Backend for GpuBackend {
             self.pipelines.clone(),
             self.options.precision,
             self.options.memory_budget_bytes,
+            self.options.max_weight_binding_bytes,
             job,
         )?;
         Ok(Box::new(evaluator))

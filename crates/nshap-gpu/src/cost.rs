@@ -42,7 +42,7 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
             let spatial = plan.tensors[step.output].shape.spatial() as u64;
             let mut bytes = 4 * (out + inputs);
             let flops = match &step.op {
-                StepOp::Linear { node } | StepOp::Conv2d { node } => {
+                StepOp::Linear { node, .. } | StepOp::Conv2d { node } => {
                     let mac = match &graph.nodes[*node].op {
                         Op::Linear(l) => l.in_features as u64,
                         Op::Conv2d(c) => {

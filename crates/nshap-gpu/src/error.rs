@@ -17,6 +17,16 @@ pub enum GpuError {
     /// A requested option needs a feature the adapter lacks (e.g. f16 storage).
     #[error("adapter {adapter:?} does not support {what}")]
     Unsupported { adapter: String, what: String },
+    /// A weight the backend cannot split (a conv's, or one linear output row) is larger than one
+    /// storage binding may be on this adapter.
+    #[error(
+        "layer {layer:?}: its weight takes {bytes} bytes, more than the {limit}-byte storage binding limit of this adapter (linear weights are split over outputs; conv weights are not)"
+    )]
+    WeightTooLarge {
+        layer: String,
+        bytes: u64,
+        limit: u64,
+    },
     /// The device was lost (driver reset, GPU removed, out of memory) or reported an error.
     #[error("GPU device error: {0}")]
     Device(String),
@@ -28,6 +38,10 @@ impl From<GpuError> for BackendError {
             GpuError::Unsupported { what, .. } => BackendError::Unsupported {
                 backend: "gpu",
                 what,
+            },
+            e @ GpuError::WeightTooLarge { .. } => BackendError::Unsupported {
+                backend: "gpu",
+                what: e.to_string(),
             },
             other => BackendError::Device(other.to_string()),
         }

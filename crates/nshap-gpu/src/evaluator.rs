@@ -64,25 +64,38 @@ impl GpuEvaluator {
         pipelines: Arc<Pipelines>,
         precision: Precision,
         budget: u64,
+        max_weight_bytes: Option<u64>,
         job: EvalJob,
     ) -> Result<GpuEvaluator, GpuError> {
         let (graph, players) = nshap_model::fold::fold_batchnorm(&job.graph, &job.players);
-        let plan = Plan::build(&graph, &players);
+        let limits = &ctx.limits;
+        let device_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let max_binding = max_weight_bytes.map_or(device_binding, |m| m.min(device_binding));
+        let plan = Plan::build_split(
+            &graph,
+            &players,
+            usize::try_from(max_binding / precision.bytes() as u64).unwrap_or(usize::MAX),
+        );
         let device = &ctx.device;
         let mut step_pipelines = Vec::new();
         let mut step_weights = Vec::new();
         for step in plan.steps() {
             step_pipelines.push(pipelines.get(device, step.op.kernel(), precision)?);
             let (weights, aux) = match &step.op {
-                StepOp::Linear { node } => match &graph.nodes[*node].op {
-                    Op::Linear(l) => (
-                        Some(buffers::transpose_linear(
-                            &l.weight,
-                            l.out_features,
-                            l.in_features,
-                        )),
-                        Some(l.bias.clone()),
-                    ),
+                StepOp::Linear { node, outputs } => match &graph.nodes[*node].op {
+                    Op::Linear(l) => {
+                        let rows = outputs.start * l.in_features..outputs.end * l.in_features;
+                        (
+                            Some(buffers::transpose_linear(
+                                &l.weight[rows],
+                                outputs.len(),
+                                l.in_features,
+                            )),
+                            Some(l.bias[outputs.clone()].to_vec()),
+                        )
+                    }
                     _ => (None, None),
                 },
                 StepOp::Conv2d { node } => match &graph.nodes[*node].op {
@@ -109,6 +122,20 @@ impl GpuEvaluator {
                 },
                 _ => (None, None),
             };
+            if let Some(w) = &weights {
+                let bytes = (w.len() * precision.bytes()) as u64;
+                if bytes > max_binding {
+                    let node = match &step.op {
+                        StepOp::Linear { node, .. } | StepOp::Conv2d { node } => *node,
+                        _ => unreachable!("only linear and conv steps carry weight matrices"),
+                    };
+                    return Err(GpuError::WeightTooLarge {
+                        layer: graph.nodes[node].name.clone(),
+                        bytes,
+                        limit: max_binding,
+                    });
+                }
+            }
             step_weights.push(StepWeights {
                 weights: weights.map(|w| buffers::upload_store(device, &step.label, &w, precision)),
                 aux: aux.map(|a| buffers::upload_f32(device, &step.label, &a)),

@@ -31,6 +31,10 @@ pub struct GpuOptions {
     /// Substring of the adapter name to use; `None` reads `NSHAP_ADAPTER`, then picks the
     /// high-performance adapter.
     pub adapter: Option<String>,
+    /// Most bytes of one weight buffer bound at once; `None`: the adapter's storage binding limit.
+    /// Larger linear weights are split over output features into parts that fit (a conv weight
+    /// that does not fit is an error naming it). Lower it to exercise the split on small models.
+    pub max_weight_binding_bytes: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -39,6 +43,7 @@ impl Default for GpuOptions {
             memory_budget_bytes: 1 << 30,
             precision: Precision::F32,
             adapter: None,
+            max_weight_binding_bytes: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 use crate::plan::{Plan, Step, StepOp, TensorId};
 use nshap_model::{Activation, Graph, Metric, Op, Shape};
 
-/// Mirror of the WGSL `Params` struct: 32 four-byte words (u32, and f32 activation
-/// parameters), 128 bytes.
+/// Mirror of the WGSL `Params` struct: 36 four-byte words (u32, and f32 activation
+/// parameters), 144 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -42,6 +42,11 @@ pub(crate) struct Params {
     pub act_b: f32,
     /// channel_copy: first input channel read (the output channel offset is `out_offset`).
     pub in_channel0: u32,
+    /// linear: features per output row (`c_out` is this part's width, `out_offset` its first).
+    pub out_stride: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 const NO_MASK: u32 = u32::MAX;
@@ -145,12 +150,14 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
         workgroups
     };
     let workgroups = match &step.op {
-        StepOp::Linear { node } => {
+        StepOp::Linear { node, outputs } => {
             let Op::Linear(l) = &graph.nodes[*node].op else {
                 unreachable!("plan maps linear nodes")
             };
             p.c_in = l.in_features as u32;
-            p.c_out = l.out_features as u32;
+            p.c_out = outputs.len() as u32;
+            p.out_offset = outputs.start as u32;
+            p.out_stride = l.out_features as u32;
             [p.c_out.div_ceil(64), rows.div_ceil(64), 1]
         }
         StepOp::Conv2d { node } => {
@@ -273,8 +280,9 @@ mod tests {
             groups: false, act: false, mask_offset: false, mask_words: false, mask_row0: false,
             rows_per_coalition: false, mode: false, class_index: false, out_offset: false,
             label_offset: false, total: false, act_a: true, act_b: true, in_channel0: false,
+            out_stride: false, _pad0: false, _pad1: false, _pad2: false,
         ];
-        assert_eq!(std::mem::size_of::<Params>(), 128);
+        assert_eq!(std::mem::size_of::<Params>(), 144);
         let source = include_str!("../../../shaders/params.wgsl");
         let module = naga::front::wgsl::parse_str(source).expect("params.wgsl parses");
         let ty = module
@@ -286,7 +294,7 @@ mod tests {
         let naga::TypeInner::Struct { members, span } = &ty.inner else {
             panic!("Params is a struct")
         };
-        assert_eq!(*span, 128);
+        assert_eq!(*span, 144);
         let wgsl: Vec<(&str, u32, bool)> = members
             .iter()
             .map(|m| {

@@ -46,8 +46,11 @@ pub struct Tensor {
 /// What a step computes; weights are taken from graph node `node`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepOp {
+    /// Output features `outputs` of a linear node: one step for the whole layer, or several
+    /// writing one output tensor when its weight exceeds what one storage binding may hold.
     Linear {
         node: usize,
+        outputs: Range<usize>,
     },
     Conv2d {
         node: usize,
@@ -136,7 +139,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan with every weight in one binding.
     pub fn build(graph: &Graph, players: &Players) -> Plan {
+        Plan::build_split(graph, players, usize::MAX)
+    }
+
+    /// The plan with every linear weight of more than `max_weight_elements` elements split over
+    /// output features into parts that each fit (a device binds at most
+    /// `max_storage_buffer_binding_size` bytes at once: 128 MiB on lavapipe, less than VGG's
+    /// first classifier layer).
+    pub fn build_split(graph: &Graph, players: &Players, max_weight_elements: usize) -> Plan {
         let mut tensors = vec![Tensor {
             shape: graph.input,
             shared: true,
@@ -190,10 +202,13 @@ impl Plan {
                     };
                     match fusable {
                         Some(r) => {
-                            let parts = r.len();
-                            for (k, s) in steps[r.clone()].iter_mut().enumerate() {
+                            for s in &mut steps[r.clone()] {
                                 s.act = Some(*act);
-                                s.label = part_label(&node.name, k, parts);
+                                // Keep a part's suffix ("(input 1)", "(outputs part 0 of 2)").
+                                s.label = match s.label.find(" (") {
+                                    Some(at) => format!("{}{}", node.name, &s.label[at..]),
+                                    None => node.name.clone(),
+                                };
                             }
                             r
                         }
@@ -210,7 +225,39 @@ impl Plan {
                         }
                     }
                 }
-                Op::Linear(_) => new_step(StepOp::Linear { node: i }, &mut tensors, &mut steps),
+                Op::Linear(l) => {
+                    let parts = linear_parts(l.out_features, l.in_features, max_weight_elements);
+                    if parts.len() == 1 {
+                        new_step(
+                            StepOp::Linear {
+                                node: i,
+                                outputs: 0..l.out_features,
+                            },
+                            &mut tensors,
+                            &mut steps,
+                        )
+                    } else {
+                        tensors.push(Tensor {
+                            shape: node.shape,
+                            shared: inputs.iter().all(|&t| tensors[t].shared),
+                            slot: Slot::Input,
+                        });
+                        let output = tensors.len() - 1;
+                        let first = steps.len();
+                        let count = parts.len();
+                        for (k, outputs) in parts.into_iter().enumerate() {
+                            steps.push(Step {
+                                op: StepOp::Linear { node: i, outputs },
+                                inputs: inputs.clone(),
+                                output,
+                                act: None,
+                                mask: None,
+                                label: format!("{} (outputs part {k} of {count})", node.name),
+                            });
+                        }
+                        first..steps.len()
+                    }
+                }
                 Op::Conv2d(_) => new_step(StepOp::Conv2d { node: i }, &mut tensors, &mut steps),
                 Op::BatchNorm(_) | Op::Scale(_) | Op::Prelu(_) => {
                     new_step(StepOp::Affine { node: i }, &mut tensors, &mut steps)
@@ -350,6 +397,19 @@ impl Plan {
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.shared_steps.iter().chain(&self.suffix_steps)
     }
+}
+
+/// Output-feature ranges of a linear layer whose parts each hold at most `max_elements` weights
+/// (at least one output per part: a single row larger than the limit cannot be split further).
+fn linear_parts(out: usize, inp: usize, max_elements: usize) -> Vec<Range<usize>> {
+    let per_part = (max_elements / inp.max(1)).clamp(1, out.max(1));
+    let parts = out.div_ceil(per_part).max(1);
+    // Even parts rather than full parts and a remainder: the same kernel shape for each.
+    let width = out.div_ceil(parts);
+    (0..parts)
+        .map(|k| k * width..((k + 1) * width).min(out))
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 /// The label of part `k` of a node made of `parts` steps (a concat: one per input).

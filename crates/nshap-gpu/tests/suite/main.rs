@@ -11,3 +11,4 @@ mod errors;
 mod fixtures;
 mod ops;
 mod reference;
+mod split;
