@@ -30,7 +30,8 @@ use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
 use crate::game::{evaluate_unique, Game, GameError};
 use crate::result::{
-    rank_status, ranking, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress, Status,
+    rank_status, ranking, top_k_indices, Diagnostics, Estimates, IntervalKind, PlayerEstimate,
+    Progress, Status,
 };
 use crate::stats::{normal_quantile, Welford};
 
@@ -216,9 +217,36 @@ impl Cmcs {
         })
     }
 
+    /// Settled players by rank, the rest `Active` — also when the run stopped on its budget
+    /// (a spent budget settles nobody).
+    /// About how many more evaluations the ambiguous players need (one per flip): before the
+    /// warm-up ends, what it still costs; then each ambiguous interval must shrink to its
+    /// distance from the boundary (at least ε, or 1e-3).
+    fn evaluations_needed(&self) -> u64 {
+        if !self.warmed_up() {
+            return self
+                .stats
+                .iter()
+                .map(|s| self.config.t_min.saturating_sub(s.count))
+                .sum();
+        }
+        let Some(b) = self.boundary() else {
+            return 0;
+        };
+        let mid = 0.5 * (b.min_lcb.0 + b.max_ucb.0);
+        let unresolved: Vec<(f64, u64, f64)> = (0..self.n)
+            .filter(|&i| self.is_ambiguous(&b, i))
+            .map(|i| {
+                let s = &self.stats[i];
+                (self.z * s.stderr(), s.count, s.mean - mid)
+            })
+            .collect();
+        crate::result::samples_needed(&unresolved, self.config.epsilon.max(1e-3))
+    }
+
     fn statuses(&self) -> Vec<Status> {
         let by_rank = rank_status(&self.means(), self.config.top_k);
-        if self.config.top_k >= self.n || (self.done && self.warmed_up()) {
+        if self.config.top_k >= self.n {
             return by_rank;
         }
         if !self.warmed_up() {
@@ -226,6 +254,7 @@ impl Cmcs {
         }
         match self.boundary() {
             None => by_rank,
+            Some(b) if self.separated(&b) => by_rank,
             Some(b) => (0..self.n)
                 .map(|i| {
                     if self.is_ambiguous(&b, i) {
@@ -342,10 +371,19 @@ impl Estimator for Cmcs {
             diagnostics: Diagnostics {
                 evaluations: self.evaluations,
                 ambiguous,
+                interval: IntervalKind::Pac {
+                    delta: self.config.delta,
+                },
+                top_k_resolved: Some(ambiguous == 0),
+                evaluations_needed: (ambiguous > 0).then(|| self.evaluations_needed()),
                 ..Diagnostics::default()
             },
             banzhaf: None,
         }
+    }
+    fn set_budget(&mut self, budget: u64) {
+        self.config.budget = budget;
+        self.done = self.evaluations >= budget || self.select().is_none();
     }
     fn save_state(&self) -> Vec<u8> {
         save(AnyRef::Cmcs(self))

@@ -32,6 +32,10 @@ pub trait Estimator {
     fn progress(&self) -> Progress;
     /// Current per-player results and diagnostics (meaningful at any time).
     fn result(&self) -> Estimates;
+    /// Changes the evaluation budget, e.g. of a restored run (`nshap run --resume DIR --budget
+    /// N`): a run that stopped only because its budget was spent continues on the next `step`.
+    /// A budget below what was already spent stops it.
+    fn set_budget(&mut self, budget: u64);
     /// The full state as JSON bytes: [`AnyEstimator::from_state`] restores it, and the restored
     /// estimator continues bit-for-bit as if never stopped.
     fn save_state(&self) -> Vec<u8>;
@@ -197,6 +201,9 @@ impl Estimator for AnyEstimator {
     }
     fn result(&self) -> Estimates {
         self.as_dyn().result()
+    }
+    fn set_budget(&mut self, budget: u64) {
+        self.as_dyn_mut().set_budget(budget)
     }
     fn save_state(&self) -> Vec<u8> {
         self.as_dyn().save_state()

@@ -11,7 +11,8 @@ use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
 use crate::game::{evaluate_unique, Evaluated, Game, GameError};
 use crate::result::{
-    rank_status, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress, Status,
+    rank_status, top_k_indices, Diagnostics, Estimates, IntervalKind, PlayerEstimate, Progress,
+    Status,
 };
 
 /// Largest `n` exact enumeration accepts: 2^20 values are 8 MiB; 2^21 doubles it for little use.
@@ -226,9 +227,17 @@ impl Estimator for Exact {
                 grand_value: Some(grand),
                 empty_value: Some(empty),
                 truncated_walks: 0,
+                interval: IntervalKind::Exact,
+                top_k_resolved: Some(true),
+                evaluations_needed: None,
             },
             banzhaf: Some(banzhaf),
         }
+    }
+    fn set_budget(&mut self, budget: u64) {
+        // Enumeration cannot stop half way: `new` refused budgets below 2^n, and the last
+        // batch is the table's end, not the budget's.
+        self.config.budget = budget;
     }
     fn save_state(&self) -> Vec<u8> {
         save(AnyRef::Exact(self))

@@ -69,6 +69,7 @@ pub use interactions::{
 pub use loo::{Loo, LooConfig};
 pub use permutation::{Permutation, PermutationConfig};
 pub use result::{
-    precision_at_k, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress, Status,
+    precision_at_k, samples_needed, top_k_indices, Diagnostics, Estimates, IntervalKind,
+    PlayerEstimate, Progress, Status,
 };
 pub use tmab::{Threshold, Tmab, TmabConfig};

@@ -159,6 +159,9 @@ impl Estimator for Loo {
             banzhaf: None,
         }
     }
+    fn set_budget(&mut self, budget: u64) {
+        self.config.budget = budget;
+    }
     fn save_state(&self) -> Vec<u8> {
         save(AnyRef::Loo(self))
     }

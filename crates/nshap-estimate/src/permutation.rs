@@ -25,7 +25,8 @@ use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
 use crate::game::{Game, GameError};
 use crate::result::{
-    count_ambiguous, rank_status, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress,
+    count_ambiguous, rank_status, top_k_indices, Diagnostics, Estimates, IntervalKind,
+    PlayerEstimate, Progress,
 };
 use crate::stats::two_sided_z;
 use crate::walk::{WalkEngine, WalkSettings};
@@ -225,10 +226,19 @@ impl Estimator for Permutation {
                 grand_value: grand,
                 empty_value: empty,
                 truncated_walks: e.truncated_walks,
+                interval: IntervalKind::Normal {
+                    confidence: self.config.confidence,
+                },
+                top_k_resolved: None,
+                evaluations_needed: None,
             },
             players,
             banzhaf: None,
         }
+    }
+    fn set_budget(&mut self, budget: u64) {
+        self.config.budget = budget;
+        self.done = self.engine.evaluations >= budget || self.converged();
     }
     fn save_state(&self) -> Vec<u8> {
         save(AnyRef::Permutation(self))

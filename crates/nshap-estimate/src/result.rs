@@ -60,6 +60,101 @@ pub struct Diagnostics {
     pub empty_value: Option<f64>,
     /// Permutation walks cut short by the truncation rule (their remaining players got 0).
     pub truncated_walks: u64,
+    /// What each player's `[ci_low, ci_high]` is (a 95% normal interval, a bandit's bound, a
+    /// confidence sequence...): reports name their columns after it.
+    pub interval: IntervalKind,
+    /// Top-k methods: whether the stopping rule separated the top-k from the rest (`false`: the
+    /// run stopped on its budget with players unresolved). `None` for methods without a top-k
+    /// rule (permutation sampling, leave-one-out). What "separated" guarantees depends on the
+    /// method (`docs/estimators.md`): only `certified` carries a joint 1 - δ guarantee.
+    pub top_k_resolved: Option<bool>,
+    /// When the top-k is not resolved: a rough estimate of the further evaluations the rule
+    /// would need (unresolved players' intervals shrinking as 1/sqrt(samples) to their gap).
+    pub evaluations_needed: Option<u64>,
+}
+
+/// What a reported interval is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum IntervalKind {
+    /// No interval (the point is repeated).
+    #[default]
+    None,
+    /// Exact values: the interval is the point.
+    Exact,
+    /// A normal (CLT) confidence interval of this coverage for each player separately.
+    Normal { confidence: f64 },
+    /// An empirical-Bernstein bound at failure probability `delta` (per player and per check
+    /// unless `union_bound`).
+    Bernstein { delta: f64, union_bound: bool },
+    /// A CLT interval with a union bound over players at `delta` (CMCS's PAC rule).
+    Pac { delta: f64 },
+    /// An anytime-valid confidence sequence: with probability `1 - delta` every player's
+    /// interval holds at every sample count, simultaneously.
+    ConfidenceSequence { delta: f64 },
+}
+
+impl IntervalKind {
+    /// Column-name stem for tables: `ci95` (`ci95_low`, `ci95_high`), `eb80`, `pac80`, `cs95`...
+    /// The number is the nominal coverage in percent.
+    pub fn column_stem(&self) -> String {
+        let pct = |p: f64| {
+            let x = 100.0 * p;
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{}", x.round() as i64)
+            } else {
+                format!("{x}").replace('.', "_")
+            }
+        };
+        match *self {
+            IntervalKind::None | IntervalKind::Exact => "interval".into(),
+            IntervalKind::Normal { confidence } => format!("ci{}", pct(confidence)),
+            IntervalKind::Bernstein { delta, .. } => format!("eb{}", pct(1.0 - delta)),
+            IntervalKind::Pac { delta } => format!("pac{}", pct(1.0 - delta)),
+            IntervalKind::ConfidenceSequence { delta } => format!("cs{}", pct(1.0 - delta)),
+        }
+    }
+
+    /// A short human description, e.g. "95% normal interval per player".
+    pub fn describe(&self) -> String {
+        match *self {
+            IntervalKind::None => "no interval".into(),
+            IntervalKind::Exact => "exact (no error)".into(),
+            IntervalKind::Normal { confidence } => {
+                format!("{:.3}% normal interval, per player", 100.0 * confidence)
+                    .replace(".000%", "%")
+            }
+            IntervalKind::Bernstein { delta, union_bound } => format!(
+                "empirical-Bernstein bound at delta {delta}{}",
+                if union_bound {
+                    ", union over players and sample counts"
+                } else {
+                    " per player per check (no joint guarantee)"
+                }
+            ),
+            IntervalKind::Pac { delta } => {
+                format!("CLT interval, union over players at delta {delta} (asymptotic)")
+            }
+            IntervalKind::ConfidenceSequence { delta } => {
+                format!("anytime-valid confidence sequence, all players jointly at delta {delta}")
+            }
+        }
+    }
+}
+
+/// A rough count of further samples the unresolved players need: each interval of half-width
+/// `w` after `t` samples shrinks as `1/sqrt(t)` and must shrink to `gap` (its distance to the
+/// top-k boundary, at least `floor`): about `t (w / gap)^2 - t` more samples each.
+pub fn samples_needed(unresolved: &[(f64, u64, f64)], floor: f64) -> u64 {
+    unresolved
+        .iter()
+        .map(|&(half_width, t, gap)| {
+            let t = t.max(1) as f64;
+            let gap = gap.abs().max(floor).max(1e-12);
+            let want = t * (half_width / gap).powi(2);
+            (want - t).clamp(0.0, 1e15) as u64
+        })
+        .sum()
 }
 
 /// Everything an estimator knows at a point in time.

@@ -34,7 +34,8 @@ use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
 use crate::game::{Game, GameError};
 use crate::result::{
-    rank_status, ranking, top_k_indices, Diagnostics, Estimates, PlayerEstimate, Progress, Status,
+    rank_status, ranking, top_k_indices, Diagnostics, Estimates, IntervalKind, PlayerEstimate,
+    Progress, Status,
 };
 use crate::stats::empirical_bernstein;
 use crate::walk::{WalkEngine, WalkSettings};
@@ -221,6 +222,26 @@ impl Tmab {
         m - cb + eps < thresh && thresh < m + cb - eps
     }
 
+    /// About how many more evaluations the active players need: each active player's bound
+    /// must shrink to its distance from the threshold (at least ε, or 1% of R); a walk then
+    /// costs about two evaluations per active player.
+    fn evaluations_needed(&self) -> u64 {
+        let Some(thresh) = self.threshold() else {
+            return 0;
+        };
+        let unresolved: Vec<(f64, u64, f64)> = self
+            .active
+            .iter()
+            .map(|&i| {
+                let s = &self.engine.stats[i as usize];
+                (self.bound(i as usize), s.count, s.mean - thresh)
+            })
+            .collect();
+        let floor = self.config.epsilon.max(0.01 * self.config.value_range);
+        let samples = crate::result::samples_needed(&unresolved, floor);
+        samples.saturating_mul(2)
+    }
+
     fn update_active(&mut self) {
         self.active = match self.threshold() {
             None => Vec::new(),
@@ -271,6 +292,7 @@ impl Estimator for Tmab {
         // Still-active players stay `Active` unless the stopping rule was met (then the last
         // one or two are placed by rank, as the reference does).
         let show_active = self.active.len() > self.stop_at();
+        let resolved = self.config.top_k >= self.n || !show_active;
         let players = (0..self.n)
             .map(|i| {
                 let s = &self.engine.stats[i];
@@ -306,9 +328,21 @@ impl Estimator for Tmab {
                 grand_value: grand,
                 empty_value: empty,
                 truncated_walks: e.truncated_walks,
+                interval: IntervalKind::Bernstein {
+                    delta: self.config.delta,
+                    union_bound: self.config.union_bound,
+                },
+                top_k_resolved: Some(resolved),
+                evaluations_needed: (!resolved).then(|| self.evaluations_needed()),
             },
             banzhaf: None,
         }
+    }
+    fn set_budget(&mut self, budget: u64) {
+        self.config.budget = budget;
+        self.done = self.config.top_k >= self.n
+            || self.active.len() <= self.stop_at()
+            || self.engine.evaluations >= budget;
     }
     fn save_state(&self) -> Vec<u8> {
         save(AnyRef::Tmab(self))
