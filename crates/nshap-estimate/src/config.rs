@@ -13,6 +13,8 @@ use crate::error::ConfigError;
 pub enum Method {
     /// Exact Shapley (and Banzhaf) by enumerating all `2^n` coalitions, `n <= 20`.
     Exact,
+    /// Certified top-k: anytime-valid confidence sequences, union bound, LUCB stopping.
+    Certified,
     /// Antithetic permutation sampling with Neuron-Shapley truncation.
     Permutation,
     /// TMAB-Shapley: truncated permutation walks plus a multi-armed-bandit top-k stopping rule.
@@ -25,8 +27,9 @@ pub enum Method {
 
 impl Method {
     /// Every method, in documentation order.
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 6] = [
         Method::Exact,
+        Method::Certified,
         Method::Permutation,
         Method::Tmab,
         Method::Cmcs,
@@ -37,6 +40,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Exact => "exact",
+            Method::Certified => "certified",
             Method::Permutation => "permutation",
             Method::Tmab => "tmab",
             Method::Cmcs => "cmcs",
@@ -57,6 +61,7 @@ impl FromStr for Method {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "exact" => Ok(Method::Exact),
+            "certified" | "certified-top-k" | "lucb" => Ok(Method::Certified),
             "permutation" | "perm" | "tmc" => Ok(Method::Permutation),
             "tmab" | "tmab-shapley" => Ok(Method::Tmab),
             "cmcs" => Ok(Method::Cmcs),
@@ -231,7 +236,7 @@ mod tests {
         let e = "kernelshap".parse::<Method>().unwrap_err();
         assert!(e
             .to_string()
-            .contains("exact, permutation, tmab, cmcs, loo"));
+            .contains("exact, certified, permutation, tmab, cmcs, loo"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("unknown method {found:?}: expected one of exact, permutation, tmab, cmcs, loo")]
+    #[error("unknown method {found:?}: expected one of auto, exact, certified, permutation, tmab, cmcs, loo")]
     UnknownMethod { found: String },
     #[error("unknown interaction index {found:?}: expected one of moebius, sii")]
     UnknownInteractionIndex { found: String },
@@ -84,6 +84,13 @@ pub enum EvalError {
     WrongLength { expected: usize, found: usize },
     #[error("the game returned a non-finite value ({value}) for row {row}")]
     NonFinite { row: usize, value: f64 },
+    #[error("player {player}'s marginal contribution {value} lies outside the declared range [{low}, {high}]: the certificate assumes every marginal lies in it; declare a wider value range (CLI: --value-range)")]
+    OutOfRange {
+        player: usize,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
     #[error("the estimator made no progress in {steps} steps and is not done (budget too small for one unit of work?)")]
     Stalled { steps: usize },
 }

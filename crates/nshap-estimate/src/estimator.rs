@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::certified::{Certified, CertifiedConfig};
 use crate::cmcs::{Cmcs, CmcsConfig};
 use crate::config::{CommonOptions, Method};
 use crate::error::{ConfigError, EvalError, StateError};
@@ -45,6 +46,7 @@ pub trait Estimator {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AnyEstimator {
     Exact(Exact),
+    Certified(Certified),
     Permutation(Permutation),
     Tmab(Tmab),
     Cmcs(Cmcs),
@@ -56,6 +58,7 @@ pub enum AnyEstimator {
 #[derive(Serialize)]
 pub(crate) enum AnyRef<'a> {
     Exact(&'a Exact),
+    Certified(&'a Certified),
     Permutation(&'a Permutation),
     Tmab(&'a Tmab),
     Cmcs(&'a Cmcs),
@@ -88,6 +91,7 @@ pub(crate) fn save(estimator: AnyRef<'_>) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EstimatorConfig {
     Exact(ExactConfig),
+    Certified(CertifiedConfig),
     Permutation(PermutationConfig),
     Tmab(TmabConfig),
     Cmcs(CmcsConfig),
@@ -99,6 +103,7 @@ impl EstimatorConfig {
     pub fn from_common(method: Method, opts: &CommonOptions) -> Self {
         match method {
             Method::Exact => Self::Exact(ExactConfig::from_common(opts)),
+            Method::Certified => Self::Certified(CertifiedConfig::from_common(opts)),
             Method::Permutation => Self::Permutation(PermutationConfig::from_common(opts)),
             Method::Tmab => Self::Tmab(TmabConfig::from_common(opts)),
             Method::Cmcs => Self::Cmcs(CmcsConfig::from_common(opts)),
@@ -110,6 +115,7 @@ impl EstimatorConfig {
     pub fn method(&self) -> Method {
         match self {
             Self::Exact(_) => Method::Exact,
+            Self::Certified(_) => Method::Certified,
             Self::Permutation(_) => Method::Permutation,
             Self::Tmab(_) => Method::Tmab,
             Self::Cmcs(_) => Method::Cmcs,
@@ -139,6 +145,7 @@ impl AnyEstimator {
     ) -> Result<Self, ConfigError> {
         Ok(match config {
             EstimatorConfig::Exact(c) => Self::Exact(Exact::new(c, n_players, seed)?),
+            EstimatorConfig::Certified(c) => Self::Certified(Certified::new(c, n_players, seed)?),
             EstimatorConfig::Permutation(c) => {
                 Self::Permutation(Permutation::new(c, n_players, seed)?)
             }
@@ -164,6 +171,7 @@ impl AnyEstimator {
     pub fn as_dyn(&self) -> &dyn Estimator {
         match self {
             Self::Exact(e) => e,
+            Self::Certified(e) => e,
             Self::Permutation(e) => e,
             Self::Tmab(e) => e,
             Self::Cmcs(e) => e,
@@ -175,6 +183,7 @@ impl AnyEstimator {
     pub fn as_dyn_mut(&mut self) -> &mut dyn Estimator {
         match self {
             Self::Exact(e) => e,
+            Self::Certified(e) => e,
             Self::Permutation(e) => e,
             Self::Tmab(e) => e,
             Self::Cmcs(e) => e,

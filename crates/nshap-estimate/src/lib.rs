@@ -3,11 +3,14 @@
 //! Knows nothing of networks or GPUs: a [`Game`] maps a batch of coalitions (a bit matrix, see
 //! [`CoalitionBatch`]) to values, and an [`Estimator`] decides which coalitions to ask for.
 //!
-//! * Estimators: [`Exact`] (n <= 20, also Banzhaf), [`Permutation`] (antithetic, truncated),
+//! * Estimators: [`Exact`] (n <= 20, also Banzhaf), [`Certified`] (top-k with an anytime-valid
+//!   1 - δ certificate), [`Permutation`] (antithetic, truncated),
 //!   [`Tmab`] (TMAB-Shapley top-k bandit), [`Cmcs`] (comparable marginal contributions, PAC
 //!   top-k), [`Loo`] (leave-one-out).
 //! * [`interactions`]: Harsanyi dividends and the Shapley interaction index, exact from a
 //!   [`ValueTable`] (n <= 20) or sampled pairwise for any n ([`SampledSii`]).
+//! * [`choose_method`] is `--method auto`: exact when it is cheaper, else certified top-k, else
+//!   permutation sampling, with the reason in words.
 //! * Build any of them by name with [`AnyEstimator::new`]`(method, &CommonOptions, n, seed)`,
 //!   drive it with [`run`] or [`Estimator::step`], checkpoint with [`Estimator::save_state`] and
 //!   restore with [`AnyEstimator::from_state`]: the restored run continues bit-for-bit.
@@ -40,9 +43,12 @@
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 
+pub mod auto;
 pub mod batch;
+pub mod certified;
 pub mod cmcs;
 pub mod config;
+pub mod cs;
 pub mod error;
 pub mod estimator;
 pub mod exact;
@@ -56,7 +62,9 @@ pub mod stats;
 pub mod tmab;
 mod walk;
 
+pub use auto::{choose as choose_method, AutoChoice};
 pub use batch::CoalitionBatch;
+pub use certified::{Certified, CertifiedConfig};
 pub use cmcs::{Cmcs, CmcsConfig, Selection};
 pub use config::{CommonOptions, Method, Truncation};
 pub use error::{BatchError, ConfigError, EvalError, StateError};

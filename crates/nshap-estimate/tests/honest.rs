@@ -3,9 +3,7 @@
 //! a restored run can be given a larger budget and continue.
 
 use nshap_estimate::games::PlantedTopK;
-use nshap_estimate::{
-    run, AnyEstimator, CommonOptions, Estimator, IntervalKind, Method, Status,
-};
+use nshap_estimate::{run, AnyEstimator, CommonOptions, Estimator, IntervalKind, Method, Status};
 
 fn options(budget: u64) -> CommonOptions {
     CommonOptions {
@@ -25,7 +23,11 @@ fn a_spent_budget_settles_nobody_and_says_what_it_would_need() {
         let d = &r.diagnostics;
         assert!(d.evaluations <= 12_000);
         assert_eq!(d.top_k_resolved, Some(false), "{method}: budget-stopped");
-        let active = r.players.iter().filter(|p| p.status == Status::Active).count();
+        let active = r
+            .players
+            .iter()
+            .filter(|p| p.status == Status::Active)
+            .count();
         assert!(active > 0, "{method}: unresolved players must stay Active");
         assert_eq!(active, d.ambiguous, "{method}");
         let need = d.evaluations_needed.expect("an estimate when unresolved");
@@ -66,7 +68,10 @@ fn a_restored_run_continues_under_a_larger_budget() {
         let spent = est.progress().evaluations;
         let mut restored = AnyEstimator::from_state(&est.save_state()).unwrap();
         restored.set_budget(40_000);
-        assert!(!restored.is_done(), "{method}: a larger budget reopens the run");
+        assert!(
+            !restored.is_done(),
+            "{method}: a larger budget reopens the run"
+        );
         let r = run(&mut restored, &mut game, |_, _| {}).unwrap();
         assert!(
             r.diagnostics.evaluations > spent && r.diagnostics.evaluations <= 40_000,

@@ -136,6 +136,27 @@ impl Soum {
         spread.into_iter().fold(0.0, f64::max)
     }
 
+    /// The smallest and largest marginal contribution any player can have, `[lo, hi]`: a
+    /// player's marginal is its singleton weight plus any subset of its other terms'
+    /// coefficients. The known range a confidence sequence needs.
+    pub fn marginal_bounds(&self) -> (f64, f64) {
+        let mut lo = self.singles.clone();
+        let mut hi = self.singles.clone();
+        for (t, a) in &self.higher {
+            for &i in t {
+                if *a < 0.0 {
+                    lo[i as usize] += a;
+                } else {
+                    hi[i as usize] += a;
+                }
+            }
+        }
+        (
+            lo.into_iter().fold(f64::INFINITY, f64::min),
+            hi.into_iter().fold(f64::NEG_INFINITY, f64::max),
+        )
+    }
+
     fn value(&self, row: &[u64]) -> f64 {
         let mut v = self.constant;
         for (w, &word) in row.iter().enumerate() {
