@@ -1,5 +1,6 @@
 //! The `nshap` command.
 
+mod budget;
 mod coalition_table;
 mod commands;
 mod game_args;
@@ -9,7 +10,8 @@ mod plot;
 mod prepare;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Neuron Shapley: which neurons of a trained network carry its performance.
 #[derive(Parser, Debug)]
@@ -50,24 +52,47 @@ fn main() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Inspect(a) => commands::inspect::execute(a),
-        Command::Run(a) => commands::run::execute(*a),
-        Command::Ablate(a) => commands::ablate::execute(a),
-        Command::Report(a) => commands::report::execute(a),
-        Command::Interactions(a) => commands::interactions::execute(*a),
-        Command::Measures(a) => commands::measures::execute(*a),
-        Command::Logits(a) => commands::logits::execute(*a),
-        Command::Compare(a) => commands::compare::execute(a),
-        Command::Devices => commands::devices::execute(),
-        Command::Bench(a) => commands::bench::execute(a),
-        Command::Serve(a) => nshap_server::main(a),
+        Command::Inspect(a) => done(commands::inspect::execute(a)),
+        Command::Run(a) => {
+            let given = matches
+                .subcommand_matches("run")
+                .map(given_options)
+                .unwrap_or_default();
+            commands::run::execute(*a, &given)
+        }
+        Command::Ablate(a) => done(commands::ablate::execute(a)),
+        Command::Report(a) => done(commands::report::execute(a)),
+        Command::Interactions(a) => done(commands::interactions::execute(*a)),
+        Command::Measures(a) => done(commands::measures::execute(*a)),
+        Command::Logits(a) => done(commands::logits::execute(*a)),
+        Command::Compare(a) => done(commands::compare::execute(a)),
+        Command::Devices => done(commands::devices::execute()),
+        Command::Bench(a) => done(commands::bench::execute(a)),
+        Command::Serve(a) => done(nshap_server::main(a)),
     };
-    if let Err(e) = result {
-        // One line: the error and its causes, never a backtrace.
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
-        std::process::exit(2);
+    match result {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // One line: the error and its causes, never a backtrace.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            std::process::exit(2);
+        }
     }
+}
+
+/// Ids of the options given on the command line (not defaults), e.g. `budget`, `top_k`.
+fn given_options(m: &ArgMatches) -> Vec<String> {
+    m.ids()
+        .filter(|id| {
+            matches!(m.try_get_raw(id.as_str()), Ok(Some(_)))
+                && m.value_source(id.as_str()) == Some(ValueSource::CommandLine)
+        })
+        .map(|id| id.as_str().to_owned())
+        .collect()
 }

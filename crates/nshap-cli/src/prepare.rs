@@ -34,7 +34,8 @@ pub struct RunSpec {
     /// How many top players to identify.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
-    /// Most coalition evaluations to spend.
+    /// Most coalition evaluations to spend (the demo: 1000000). It must give every player at
+    /// least one sample (checked before any work). With --resume: the run's new budget.
     #[arg(long, default_value_t = 200_000)]
     pub budget: u64,
     /// Evaluate each coalition on a fresh random subset of this many examples (the same subset
@@ -52,9 +53,25 @@ pub struct RunSpec {
     /// Tolerance at the top-k boundary.
     #[arg(long, default_value_t = 0.0)]
     pub epsilon: f64,
-    /// Truncation: a permutation walk stops after more than 5 steps within this of chance level.
-    #[arg(long, default_value_t = 0.2)]
-    pub truncation_tolerance: f64,
+    /// Truncation of permutation walks (permutation, tmab): `none` (default: unbiased), or a
+    /// tolerance TOL: a walk stops after more than 5 consecutive steps with the metric within
+    /// TOL of chance level, and the players it did not reach get marginal 0. Cheaper on networks
+    /// whose value collapses early, but the values are then those of the truncated game (biased;
+    /// the efficiency residual in report.json shows by how much).
+    #[arg(long, default_value = "none", value_name = "none|TOL", value_parser = parse_truncation)]
+    #[serde(default)]
+    pub truncation: Truncation,
+    /// Old spelling of `--truncation TOL` (and what run.json files from before `--truncation`
+    /// hold: those runs always truncated; `normalize` moves it into `truncation`).
+    #[arg(long, hide = true, value_name = "TOL", conflicts_with = "truncation", value_parser = parse_tolerance)]
+    #[serde(default, skip_serializing)]
+    pub truncation_tolerance: Option<f64>,
+    /// R: the range of one marginal contribution, used by the bounds of tmab and certified
+    /// (certified requires every marginal to lie in [-R, R]). Default: the metric's (1 for
+    /// accuracy).
+    #[arg(long, value_name = "R", value_parser = parse_value_range)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_range: Option<f64>,
     /// Coalitions per game call.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
@@ -67,6 +84,51 @@ pub struct RunSpec {
 
 fn default_precision() -> String {
     "f32".into()
+}
+
+/// `--truncation`: `None` = off; `Some(tol)` = a walk stops once the metric stays within `tol`
+/// of chance level. Stored in run.json as `null` or the tolerance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Truncation(pub Option<f64>);
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A clap value parser for `--truncation none|TOL`.
+fn parse_truncation(text: &str) -> Result<Truncation, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Truncation(None));
+    }
+    parse_tolerance(text)
+        .map(|t| Truncation(Some(t)))
+        .map_err(|_| format!("expected none or a tolerance >= 0 (e.g. 0.2), found {text:?}"))
+}
+
+/// A truncation tolerance: finite and not negative.
+fn parse_tolerance(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "expected a tolerance >= 0 (e.g. 0.2), found {text:?}"
+        )),
+    }
+}
+
+/// A clap value parser for `--value-range R`: finite and positive.
+fn parse_value_range(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "expected a finite number > 0 (the range of one marginal contribution, e.g. 1 for accuracy), found {text:?}"
+        )),
+    }
 }
 
 /// A run ready to go.
@@ -109,7 +171,9 @@ impl RunSpec {
             seed: 0,
             delta: 0.2,
             epsilon: 0.0,
-            truncation_tolerance: 0.2,
+            truncation: Truncation(None),
+            truncation_tolerance: None,
+            value_range: None,
             batch_size: 1024,
             precision: default_precision(),
         }
@@ -146,7 +210,25 @@ impl RunSpec {
         }
     }
 
+    /// Load, validate and prepare the backend, for commands that only evaluate the game.
     pub fn prepare(&self) -> Result<Prepared> {
+        self.prepare_with(false)
+    }
+
+    /// As `prepare`, for a new run: first checks that the budget gives every player a value
+    /// (before the backend is set up).
+    pub fn prepare_run(&self) -> Result<Prepared> {
+        self.prepare_with(true)
+    }
+
+    /// Moves the hidden `--truncation-tolerance TOL` into `--truncation TOL`.
+    pub fn normalize(&mut self) {
+        if let Some(t) = self.truncation_tolerance.take() {
+            self.truncation = Truncation(Some(t));
+        }
+    }
+
+    fn prepare_with(&self, check_budget: bool) -> Result<Prepared> {
         let model = self.model.load(&self.data)?;
         let (data, data_digest) = self.data.load(&model.graph)?;
         let graph = model.graph;
@@ -180,17 +262,32 @@ impl RunSpec {
         if let Some(0) = self.examples_per_eval {
             bail!("--examples-per-eval must be positive");
         }
+        let defaults = CommonOptions::default();
         let options = CommonOptions {
             top_k: self.top_k,
             budget: self.budget,
-            chance_level: Some(metric.chance_level(graph.num_classes())),
-            truncation_tolerance: self.truncation_tolerance,
-            value_range: metric.value_range(graph.num_classes()),
+            chance_level: self
+                .truncation
+                .0
+                .map(|_| metric.chance_level(graph.num_classes())),
+            truncation_tolerance: self.truncation.0.unwrap_or(defaults.truncation_tolerance),
+            value_range: self
+                .value_range
+                .unwrap_or_else(|| metric.value_range(graph.num_classes())),
             delta: self.delta,
             epsilon: self.epsilon,
             batch_size: self.batch_size,
-            ..CommonOptions::default()
+            ..defaults.clone()
         };
+        if check_budget {
+            crate::budget::check(
+                method,
+                &options,
+                n,
+                self.examples_per_eval.is_none(),
+                self.seed,
+            )?;
+        }
         let graph = Arc::new(graph);
         let data = Arc::new(data);
         let job = EvalJob {

@@ -158,14 +158,25 @@ fn inspect_builds_a_torchvision_resnet18_from_its_state_dict() {
     assert_one_line_error(&o, &["resnet50", "resnet18 and resnet34"]);
 }
 
-fn read_values(dir: &Path) -> Vec<(String, usize, f64)> {
+/// values.csv's header for intervals of this stem.
+fn values_header(stem: &str) -> String {
+    format!("node,index,value,stderr,{stem}_low,{stem}_high,samples,status")
+}
+
+/// The interval stem of a run's values.csv (`ci95`, `eb80`, `pac80`, ...).
+fn values_stem(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("values.csv")).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next(),
-        Some("node,index,value,stderr,ci_low,ci_high,samples,status")
-    );
-    lines
+    let header = text.lines().next().unwrap().to_string();
+    let stem = header.split(',').nth(4).unwrap().trim_end_matches("_low");
+    assert_eq!(header, values_header(stem));
+    stem.to_string()
+}
+
+fn read_values(dir: &Path) -> Vec<(String, usize, f64)> {
+    values_stem(dir);
+    let text = std::fs::read_to_string(dir.join("values.csv")).unwrap();
+    text.lines()
+        .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             (
@@ -212,6 +223,7 @@ fn exact_matches_pytorch_enumeration_and_tmab_finds_the_same_top3() {
     )));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = read_values(&exact);
+    assert_eq!(values_stem(&exact), "interval");
     assert_eq!(got.len(), 16);
     for (node, i, v) in &got {
         assert_eq!(node, "relu2");
@@ -984,9 +996,9 @@ fn ninety_four_layers_and_17216_players_stay_readable() {
             "--backend",
             "cpu",
             "--method",
-            "tmab",
+            "loo",
             "--budget",
-            "600",
+            "17217",
             "--examples-per-eval",
             "4",
             "--top-k",
@@ -1000,6 +1012,26 @@ fn ninety_four_layers_and_17216_players_stay_readable() {
         err.contains("17216 players in 94 layers (filters)"),
         "{err}"
     );
+    // TMAB's walks run 32 side by side: at this size 600 evaluations give no player a value.
+    let started = Instant::now();
+    let o = nshap(
+        &[
+            &["run"][..],
+            &model,
+            &[
+                "--players",
+                "filters",
+                "--backend",
+                "cpu",
+                "--method",
+                "tmab",
+            ],
+            &["--budget", "600", "--out", &run_s, "--overwrite"],
+        ]
+        .concat(),
+    );
+    assert_one_line_error(&o, &["--budget 600 is too small", "17216 players", "17217"]);
+    println!("budget check at 17216 players: {:?}", started.elapsed());
     assert!(err.lines().count() < 200, "{err}");
     assert!(err.lines().all(|l| l.len() < 400), "{err}");
     assert!(out.lines().count() <= 30, "{out}");
@@ -1032,4 +1064,331 @@ fn ninety_four_layers_and_17216_players_stay_readable() {
         u32::from_be_bytes(png[20..24].try_into().unwrap()),
     );
     assert!(w <= 3200 && h <= 1200, "{w}x{h}");
+}
+
+// ---- Honest reports: budgets, certificates, interval names ----------------------------------
+
+fn report_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// values.csv's status column, in file order.
+fn statuses(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("values.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().to_string())
+        .collect()
+}
+
+/// `--budget 10` on the demo CNN's 32 players gave all-zero values and exit 0; now each method
+/// refuses before any work, naming the budget, the least that gives a value, and why.
+#[test]
+fn a_budget_too_small_for_any_value_is_an_error_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cases = [
+        (
+            "tmab",
+            vec![
+                "--budget 10 is too small",
+                "at least 33",
+                "permutation walk of 33",
+            ],
+        ),
+        (
+            "permutation",
+            vec!["--budget 10 is too small", "at least 65", "its reverse"],
+        ),
+        (
+            "cmcs",
+            vec!["--budget 10 is too small", "at least 33", "its 32 flips"],
+        ),
+        ("loo", vec!["33", "the budget is 10"]),
+    ];
+    for (method, needles) in cases {
+        let args = run_args(
+            "digits-cnn",
+            &out,
+            &["--players", "relu2", "--method", method, "--budget", "10"],
+        );
+        assert_one_line_error(&nshap(&as_strs(&args)), &needles);
+        assert!(!out.exists(), "{method}: nothing is written");
+    }
+    // The least budget it names gives every player a sample (and says it is not certified).
+    let args = run_args(
+        "digits-cnn",
+        &out,
+        &["--players", "relu2", "--method", "tmab", "--budget", "33"],
+    );
+    let o = nshap(&as_strs(&args));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("values.csv")).unwrap();
+    let samples: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(6).unwrap().parse().unwrap())
+        .collect();
+    assert!(samples.iter().all(|&s| s >= 1), "{text}");
+    assert!(read_values(&out).iter().any(|r| r.2 != 0.0), "{text}");
+}
+
+/// CMCS stopped by its budget on the demo CNN used to print `active 0`, mark everyone settled
+/// and exit 0. Now the console, report.json, values.csv and the exit status say it is not
+/// certified.
+#[test]
+fn cmcs_stopped_on_its_budget_says_not_certified_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = run_args(
+        "digits-cnn",
+        &out,
+        &["--players", "relu2", "--method", "cmcs", "--budget", "5000"],
+    );
+    let o = nshap(&as_strs(&args));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let r = report_json(&out);
+    assert_eq!(r["top_k_resolved"], false, "{r}");
+    let unresolved = r["unresolved"].as_u64().unwrap() as usize;
+    assert!(unresolved > 0, "{r}");
+    let needed = r["evaluations_needed"].as_u64().unwrap();
+    let suggested = r["suggested_budget"].as_u64().unwrap();
+    assert!(needed > 0 && suggested > 5000, "{r}");
+    assert!(r["interval"].as_str().unwrap().contains("CLT"), "{r}");
+    assert_eq!(r["interval_columns"][0], "pac80_low", "{r}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("top-10 not certified: "))
+        .unwrap_or_else(|| panic!("no verdict in: {stdout}"));
+    assert!(
+        line.contains(&format!("{unresolved} players unresolved"))
+            && line.contains(&format!("about {needed} more evaluations needed"))
+            && line.contains(&format!("--resume {} --budget {suggested}", out.display())),
+        "{line}"
+    );
+    assert!(stdout.contains("80% PAC interval"), "{stdout}");
+    assert_eq!(values_stem(&out), "pac80");
+    let st = statuses(&out);
+    assert_eq!(st.iter().filter(|s| *s == "unresolved").count(), unresolved);
+    assert!(st
+        .iter()
+        .all(|s| ["unresolved", "in_top_k", "out"].contains(&s.as_str())));
+    // `nshap report` reads the new columns and repeats the verdict.
+    let (text, _) = ok(&["report", out.to_str().unwrap()]);
+    assert!(text.contains("top-10 not certified"), "{text}");
+    assert!(text.contains("80% PAC interval"), "{text}");
+}
+
+/// Interval columns and table headers are named for what they are; old files still read.
+#[test]
+fn interval_columns_are_named_for_their_kind_and_old_files_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    for (method, stem, label) in [
+        ("permutation", "ci95", "95% CI"),
+        ("tmab", "eb80", "80% EB bound"),
+    ] {
+        let out = dir.path().join(method);
+        let args = run_args(
+            "digits-mlp",
+            &out,
+            &["--players", "relu2", "--method", method, "--budget", "3000"],
+        );
+        let o = nshap(&as_strs(&args));
+        assert!(o.status.code() == Some(0) || o.status.code() == Some(3));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains(label), "{method}: {stdout}");
+        assert!(!stdout.contains("95% interval"), "{stdout}");
+        assert_eq!(values_stem(&out), stem);
+        assert_eq!(
+            report_json(&out)["interval_columns"][1],
+            format!("{stem}_high")
+        );
+    }
+    // A values.csv from before (ci_low, ci_high) still works for report, ablate and compare.
+    let old = dir.path().join("tmab");
+    let csv = std::fs::read_to_string(old.join("values.csv")).unwrap();
+    let csv = csv.replacen(&values_header("eb80"), &values_header("ci"), 1);
+    std::fs::write(old.join("values.csv"), csv).unwrap();
+    let (text, _) = ok(&["report", old.to_str().unwrap()]);
+    assert!(text.contains("interval"), "{text}");
+    ok(&[
+        "ablate",
+        "--from",
+        old.to_str().unwrap(),
+        "--random-seeds",
+        "1",
+    ]);
+}
+
+/// `--resume DIR --budget N` used to keep the old budget silently; now it extends the run,
+/// records the new budget and says so. Other options must match run.json.
+#[test]
+fn resume_with_a_larger_budget_continues_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = out.to_string_lossy().into_owned();
+    let args = run_args(
+        "digits-mlp",
+        &out,
+        &["--players", "relu2", "--method", "cmcs", "--budget", "3000"],
+    );
+    let o = nshap(&as_strs(&args));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(evaluations(&out), 3000);
+
+    let o = nshap(&["run", "--resume", &out_s, "--budget", "20000"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(0) || o.status.code() == Some(3),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("budget raised from 3000 to 20000"),
+        "{stderr}"
+    );
+    let spent = evaluations(&out);
+    assert!(spent > 3000 && spent <= 20000, "{spent}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["budget"], 20000);
+
+    // Without --budget the recorded one is kept; an option repeated with its value is fine.
+    let o = nshap(&["run", "--resume", &out_s, "--method", "cmcs"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(0) || o.status.code() == Some(3),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("budget"), "{stderr}");
+    assert_eq!(evaluations(&out), spent);
+
+    // Options that differ from run.json are an error, all named at once.
+    assert_one_line_error(
+        &nshap(&[
+            "run", "--resume", &out_s, "--method", "tmab", "--top-k", "3",
+        ]),
+        &[
+            "--resume",
+            "--method tmab (run.json: cmcs)",
+            "--top-k 3 (run.json: 10)",
+            "--budget",
+        ],
+    );
+    assert_one_line_error(
+        &nshap(&["run", "--resume", &out_s, "--truncation", "0.2"]),
+        &["--truncation 0.2 (run.json: none)"],
+    );
+}
+
+/// Truncation used to be always on in `run`; now `--truncation none` (the default) turns it off
+/// and a tolerance turns it on, and both are recorded. `--value-range` sets TMAB's R.
+#[test]
+fn truncation_and_value_range_are_flags_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut a = vec!["--players", "relu2", "--budget", "4000", "--seed", "2"];
+        a.extend_from_slice(extra);
+        let o = nshap(&as_strs(&run_args("digits-mlp", &out, &a)));
+        assert!(
+            o.status.code() == Some(0) || o.status.code() == Some(3),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        report_json(&out)
+    };
+    let none = run("default", &["--method", "permutation"]);
+    assert_eq!(none["truncation"], serde_json::Value::Null, "{none}");
+    assert_eq!(none["config"]["truncation"], serde_json::Value::Null);
+    assert_eq!(none["diagnostics"]["truncated_walks"], 0);
+    let explicit = run("none", &["--method", "permutation", "--truncation", "none"]);
+    assert_eq!(explicit["truncation"], serde_json::Value::Null);
+    let on = run("on", &["--method", "permutation", "--truncation", "0.5"]);
+    assert_eq!(on["truncation"]["tolerance"], 0.5, "{on}");
+    assert_eq!(on["truncation"]["chance_level"], 0.1, "{on}");
+    assert_eq!(on["config"]["truncation"], 0.5);
+    assert!(
+        on["diagnostics"]["truncated_walks"].as_u64().unwrap() > 0,
+        "{on}"
+    );
+    // The old spelling still works.
+    let old = run(
+        "old",
+        &["--method", "permutation", "--truncation-tolerance", "0.5"],
+    );
+    assert_eq!(old["truncation"], on["truncation"]);
+    // A run.json from before --truncation (those runs always truncated) resumes as truncated.
+    let legacy = dir.path().join("old");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(legacy.join("run.json")).unwrap()).unwrap();
+    let spec = record["spec"].as_object_mut().unwrap();
+    spec.remove("truncation");
+    spec.insert("truncation_tolerance".into(), serde_json::json!(0.5));
+    std::fs::write(legacy.join("run.json"), record.to_string()).unwrap();
+    let o = nshap(&["run", "--resume", legacy.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report_json(&legacy)["truncation"], on["truncation"]);
+
+    let r1 = run("r1", &["--method", "tmab"]);
+    let r2 = run("r2", &["--method", "tmab", "--value-range", "0.25"]);
+    assert_eq!(r1["value_range"], 1.0);
+    assert_eq!(r2["value_range"], 0.25);
+    let width = |name: &str| {
+        let text = std::fs::read_to_string(dir.path().join(name).join("values.csv")).unwrap();
+        let w: Vec<f64> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<f64> = l
+                    .split(',')
+                    .skip(4)
+                    .take(2)
+                    .map(|x| x.parse().unwrap())
+                    .collect();
+                f[1] - f[0]
+            })
+            .collect();
+        w.iter().sum::<f64>() / w.len() as f64
+    };
+    let (w1, w2) = (width("r1"), width("r2"));
+    assert!(
+        w2 < 0.8 * w1,
+        "a smaller R narrows TMAB's bound: {w1} vs {w2}"
+    );
+
+    for (flag, value) in [
+        ("--value-range", "0"),
+        ("--value-range", "-1"),
+        ("--value-range", "inf"),
+        ("--truncation", "abc"),
+        ("--truncation", "-0.1"),
+    ] {
+        let o = nshap(&as_strs(&run_args(
+            "digits-mlp",
+            &dir.path().join("bad"),
+            &["--players", "relu2", &format!("{flag}={value}")],
+        )));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(flag) && err.contains(&format!("found \"{value}\"")),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

@@ -2,18 +2,93 @@
 
 use crate::commands::run::read_record;
 use crate::output::write_atomic;
-use crate::output::{read_values, ValueRow};
+use crate::output::{interval_label, read_values_with_stem, ValueRow};
 use crate::plot;
 use crate::prepare::{Prepared, RunSpec};
 use anyhow::Result;
 use clap::Args;
-use nshap::estimate::Estimates;
+use nshap::estimate::{Estimates, Status};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Whether a run's top-k came out resolved, and what a rerun would need if not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopKVerdict {
+    /// `None` for methods without a top-k rule; `Some(false)`: stopped on its budget.
+    pub resolved: Option<bool>,
+    /// Players the rule left unresolved (status `unresolved` in values.csv).
+    pub unresolved: usize,
+    /// The estimator's rough count of further evaluations, when it has one (never 0).
+    pub evaluations_needed: Option<u64>,
+    /// A budget to resume with: spent + needed, rounded up (twice the budget if unknown).
+    pub suggested_budget: Option<u64>,
+}
+
+impl TopKVerdict {
+    pub fn of(estimates: &Estimates, budget: u64) -> TopKVerdict {
+        let d = &estimates.diagnostics;
+        let unresolved = estimates
+            .players
+            .iter()
+            .filter(|p| p.status == Status::Active)
+            .count();
+        let needed = d.evaluations_needed.filter(|&n| n > 0);
+        let suggested = (d.top_k_resolved == Some(false)).then(|| match needed {
+            Some(n) => round_up(d.evaluations.saturating_add(n)).max(budget + 1),
+            None => budget.saturating_mul(2).max(d.evaluations + 1),
+        });
+        TopKVerdict {
+            resolved: d.top_k_resolved,
+            unresolved,
+            evaluations_needed: needed,
+            suggested_budget: suggested,
+        }
+    }
+
+    /// True when a top-k method stopped without resolving its top-k (exit status 3).
+    pub fn unresolved_top_k(&self) -> bool {
+        self.resolved == Some(false)
+    }
+
+    /// "top-10 not certified: 37 players unresolved; about N more evaluations needed (nshap run
+    /// --resume DIR --budget M)", or `None` when there is nothing to say.
+    pub fn message(&self, k: usize, dir: &std::path::Path) -> Option<String> {
+        if !self.unresolved_top_k() {
+            return None;
+        }
+        let need = match self.evaluations_needed {
+            Some(n) => format!("about {n} more evaluations needed"),
+            None => "the estimator has no estimate of the evaluations still needed".into(),
+        };
+        let players = if self.unresolved == 1 {
+            "player"
+        } else {
+            "players"
+        };
+        Some(format!(
+            "top-{k} not certified: {} {players} unresolved; {need} (nshap run --resume {} --budget {})",
+            self.unresolved,
+            dir.display(),
+            self.suggested_budget.unwrap_or_default()
+        ))
+    }
+}
+
+/// `x` rounded up to two significant digits (325974 -> 330000).
+fn round_up(x: u64) -> u64 {
+    let mut unit = 1u64;
+    while x / unit >= 100 {
+        unit *= 10;
+    }
+    x.div_ceil(unit).saturating_mul(unit)
+}
+
 pub fn build_report(spec: &RunSpec, p: &Prepared, estimates: &Estimates, wall: Duration) -> Value {
+    let verdict = TopKVerdict::of(estimates, spec.budget);
+    let interval = &estimates.diagnostics.interval;
+    let stem = interval.column_stem();
     let top: Vec<Value> = estimates
         .top_k(spec.top_k)
         .into_iter()
@@ -34,6 +109,18 @@ pub fn build_report(spec: &RunSpec, p: &Prepared, estimates: &Estimates, wall: D
         "coalition_examples": p.game.coalition_examples,
         "wall_seconds": wall.as_secs_f64(),
         "diagnostics": estimates.diagnostics,
+        "interval": interval.describe(),
+        "interval_columns": [format!("{stem}_low"), format!("{stem}_high")],
+        "top_k_resolved": verdict.resolved,
+        "unresolved": verdict.unresolved,
+        "evaluations_needed": verdict.evaluations_needed,
+        "suggested_budget": verdict.suggested_budget,
+        "truncation": p.options.chance_level.map(|c| json!({
+            "chance_level": c,
+            "tolerance": p.options.truncation_tolerance,
+            "patience": p.options.truncation_patience,
+        })),
+        "value_range": p.options.value_range,
         "top_k": top,
     })
 }
@@ -49,7 +136,7 @@ pub struct ReportArgs {
 
 pub fn execute(args: ReportArgs) -> Result<()> {
     let record = read_record(&args.dir)?;
-    let rows = read_values(&args.dir.join("values.csv"))?;
+    let (rows, stem) = read_values_with_stem(&args.dir.join("values.csv"))?;
     println!(
         "run {}: method {}, metric {}, players {} ({}), seed {}",
         args.dir.display(),
@@ -70,11 +157,24 @@ pub fn execute(args: ReportArgs) -> Result<()> {
             r["backend"]["backend"],
             r["diagnostics"]["efficiency_residual"]
         );
+        if r["top_k_resolved"] == json!(false) {
+            println!(
+                "top-{} not certified: {} players unresolved (values.csv status \"unresolved\"); {}",
+                record.spec.top_k,
+                r["unresolved"],
+                r["interval"].as_str().unwrap_or("")
+            );
+        }
     }
     println!("\ntop {} players:", args.top.min(rows.len()));
     println!(
         "{:>4}  {:<18} {:>9} {:>8}  {:>21}  {:>8}  status",
-        "rank", "player", "value", "stderr", "95% interval", "samples"
+        "rank",
+        "player",
+        "value",
+        "stderr",
+        interval_label(&stem),
+        "samples"
     );
     for (rank, r) in rows.iter().take(args.top).enumerate() {
         println!(
@@ -211,4 +311,17 @@ fn short(text: &str, max: usize) -> String {
     }
     let cut: String = text.chars().take(max.saturating_sub(3)).collect();
     format!("{cut}...")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_up;
+
+    #[test]
+    fn suggested_budgets_are_round() {
+        assert_eq!(round_up(325_974), 330_000);
+        assert_eq!(round_up(200_000), 200_000);
+        assert_eq!(round_up(99), 99);
+        assert_eq!(round_up(101), 110);
+    }
 }

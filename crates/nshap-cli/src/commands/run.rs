@@ -1,7 +1,8 @@
 //! `nshap run`: estimate Shapley values, with progress, checkpoints and resume.
 
 use crate::coalition_table::{self, TableKey};
-use crate::output::{values_csv, write_atomic};
+use crate::commands::report::TopKVerdict;
+use crate::output::{interval_label, values_csv, write_atomic};
 use crate::prepare::{Prepared, RunSpec};
 use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,9 @@ pub struct RunArgs {
     /// Output directory (values.csv, report.json, checkpoints).
     #[arg(long, default_value = "nshap-out")]
     pub out: PathBuf,
-    /// Continue the run saved in this directory (its run.json fixes every other option).
+    /// Continue the run saved in this directory. Its run.json fixes every option; `--budget N`
+    /// gives it a new budget (a run that stopped on its budget continues), other options must
+    /// match run.json or be left out.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Replace a run already in --out.
@@ -47,14 +50,33 @@ pub fn read_record(dir: &Path) -> Result<RunRecord> {
     let path = dir.join(RUN_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{} is not a run directory (no {RUN_FILE})", dir.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: malformed", path.display()))
+    let mut record: RunRecord =
+        serde_json::from_str(&text).with_context(|| format!("{}: malformed", path.display()))?;
+    record.spec.normalize();
+    Ok(record)
 }
 
-pub fn execute(args: RunArgs) -> Result<()> {
+/// Budget of the demo (no model given) when `--budget` is not: enough for TMAB to resolve the
+/// demo's top-10 (it stops at about 500,000), so the README's command exits 0.
+pub const DEMO_BUDGET: u64 = 1_000_000;
+
+/// Options that may be given with `--resume` besides those equal to run.json's.
+const RESUME_OPTIONS: [&str; 3] = ["resume", "budget", "checkpoint_secs"];
+
+/// Runs (or resumes) an estimation; returns the exit status: 0, or 3 when a top-k method
+/// stopped on its budget without resolving its top-k. `given` are the ids of the options given
+/// on the command line (to tell `--budget 200000` from the default).
+pub fn execute(args: RunArgs, given: &[String]) -> Result<i32> {
     let started = Instant::now();
-    let (spec, out, state) = match &args.resume {
+    let passed = |id: &str| given.iter().any(|g| g == id);
+    let mut new_budget = None;
+    let (mut spec, out, state) = match &args.resume {
         Some(dir) => {
             let record = read_record(dir)?;
+            check_resume_options(dir, &args, given, &record.spec)?;
+            if passed("budget") {
+                new_budget = Some(args.spec.budget);
+            }
             let state = std::fs::read(dir.join(STATE_FILE)).with_context(|| {
                 format!(
                     "{}: no checkpoint to resume from",
@@ -69,9 +91,13 @@ pub fn execute(args: RunArgs) -> Result<()> {
         }
         None => {
             let mut spec = args.spec.clone();
+            spec.normalize();
             let demo = spec.apply_demo_defaults()?;
             spec.absolutize();
             if demo {
+                if !passed("budget") {
+                    spec.budget = DEMO_BUDGET;
+                }
                 eprintln!("no model given: running the demo on the shipped digits CNN (assets/digits-cnn), players {}", spec.players.join(","));
             }
             if args.out.join(STATE_FILE).exists() && !(args.overwrite || demo) {
@@ -83,7 +109,12 @@ pub fn execute(args: RunArgs) -> Result<()> {
             (spec, args.out.clone(), None)
         }
     };
-    let mut prepared = spec.prepare()?;
+    let mut prepared = if state.is_some() {
+        spec.prepare()?
+    } else {
+        warn_unused_options(&spec);
+        spec.prepare_run()?
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut estimator = match state {
         Some((bytes, model_digest, data_digest)) => {
@@ -93,7 +124,23 @@ pub fn execute(args: RunArgs) -> Result<()> {
                     out.display()
                 );
             }
-            AnyEstimator::from_state(&bytes).context("reading the checkpoint")?
+            let mut est = AnyEstimator::from_state(&bytes).context("reading the checkpoint")?;
+            if let Some(budget) = new_budget.filter(|&b| b != spec.budget) {
+                let spent = est.progress().evaluations;
+                eprintln!("{}", budget_change(spec.budget, budget, spent));
+                est.set_budget(budget);
+                spec.budget = budget;
+                let record = RunRecord {
+                    spec: spec.clone(),
+                    model_digest,
+                    data_digest,
+                };
+                write_atomic(
+                    &out.join(RUN_FILE),
+                    serde_json::to_string_pretty(&record)?.as_bytes(),
+                )?;
+            }
+            est
         }
         None => {
             let record = RunRecord {
@@ -190,8 +237,122 @@ pub fn execute(args: RunArgs) -> Result<()> {
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     print_top(&prepared, &estimates, spec.top_k);
+    let verdict = TopKVerdict::of(&estimates, spec.budget);
+    if let Some(message) = verdict.message(spec.top_k, &out) {
+        println!("{message}");
+    }
     eprintln!("wrote {}/values.csv and report.json", out.display());
-    Ok(())
+    Ok(if verdict.unresolved_top_k() {
+        EXIT_UNRESOLVED
+    } else {
+        0
+    })
+}
+
+/// Exit status of a run that wrote its results but did not resolve its top-k.
+pub const EXIT_UNRESOLVED: i32 = 3;
+
+/// "budget raised from A to B", with what that means for the run.
+fn budget_change(old: u64, new: u64, spent: u64) -> String {
+    if new > old {
+        format!("budget raised from {old} to {new} ({spent} already spent)")
+    } else if new > spent {
+        format!("budget lowered from {old} to {new} ({spent} already spent)")
+    } else {
+        format!("budget lowered from {old} to {new}: {spent} already spent, the run stops here")
+    }
+}
+
+/// With `--resume`, the run's options are those of its run.json: an option given again with the
+/// same value is fine, one with another value is an error (only `--budget` may change).
+fn check_resume_options(
+    dir: &Path,
+    args: &RunArgs,
+    given: &[String],
+    recorded: &RunSpec,
+) -> Result<()> {
+    let mut user = args.spec.clone();
+    user.normalize();
+    user.absolutize();
+    let user = serde_json::to_value(&user)?;
+    let recorded = serde_json::to_value(recorded)?;
+    let same_dir = |p: &Path| std::path::absolute(p).ok() == std::path::absolute(dir).ok();
+    let mut conflicts = Vec::new();
+    for id in given
+        .iter()
+        .filter(|id| !RESUME_OPTIONS.contains(&id.as_str()))
+    {
+        let flag = format!("--{}", id.replace('_', "-"));
+        match id.as_str() {
+            "overwrite" => conflicts.push("--overwrite (a resumed run replaces nothing)".into()),
+            "out" if !same_dir(&args.out) => conflicts.push(format!(
+                "--out {} (a resumed run writes into {})",
+                args.out.display(),
+                dir.display()
+            )),
+            "out" => {}
+            _ => {
+                let key = if id == "truncation_tolerance" {
+                    "truncation"
+                } else {
+                    id.as_str()
+                };
+                let (mine, theirs) = (spec_field(&user, key), spec_field(&recorded, key));
+                if mine != theirs {
+                    conflicts.push(format!(
+                        "{flag} {} (run.json: {})",
+                        show(mine),
+                        show(theirs)
+                    ));
+                }
+            }
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "--resume {}: a resumed run keeps the options in its run.json (only --budget may change), and these differ: {}; drop them, or start a new run with --out",
+        dir.display(),
+        conflicts.join(", ")
+    )
+}
+
+/// A RunSpec field in its JSON form by option id: inside the flattened model/data arguments
+/// first (`--model` is `model.model`), then at the top level.
+fn spec_field<'a>(spec: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    let nested = spec
+        .as_object()?
+        .values()
+        .filter_map(|v| v.as_object())
+        .find_map(|o| o.get(key));
+    nested.or_else(|| spec.get(key))
+}
+
+/// A JSON option value as a user would type it.
+fn show(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "none".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|x| show(Some(x)))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Warnings for options the chosen method does not use.
+fn warn_unused_options(spec: &RunSpec) {
+    let method = spec.method.trim().to_ascii_lowercase();
+    if spec.truncation.0.is_some()
+        && ["cmcs", "loo", "leave-one-out", "exact"].contains(&method.as_str())
+    {
+        eprintln!(
+            "warning: --truncation applies to permutation walks (permutation, tmab); {method} ignores it"
+        );
+    }
 }
 
 fn print_top(prepared: &Prepared, estimates: &nshap::estimate::Estimates, k: usize) {
@@ -218,7 +379,11 @@ fn print_top(prepared: &Prepared, estimates: &nshap::estimate::Estimates, k: usi
     let w = labels.iter().map(String::len).max().unwrap_or(0).max(16);
     println!(
         "{:>4}  {:<w$} {:>9} {:>9}  {:>21}",
-        "rank", "player", "value", "stderr", "95% interval"
+        "rank",
+        "player",
+        "value",
+        "stderr",
+        interval_label(&d.interval.column_stem())
     );
     for (rank, (&i, label)) in shown.iter().zip(&labels).enumerate() {
         let p = &estimates.players[i];
