@@ -87,6 +87,9 @@ fn is_our_child(pid: i64, dir: &Path) -> bool {
         .any(|arg| String::from_utf8_lossy(arg).contains(dir.as_ref()))
 }
 
+/// Exit status of `nshap run` when it wrote its results without resolving its top-k.
+const RUN_UNRESOLVED_EXIT: i32 = 3;
+
 /// The last `error: ...` a child wrote, without the prefix, with the indented lines that follow
 /// it (a spec with several problems lists one per line).
 fn child_error(log: &Path, status: ExitStatus) -> String {
@@ -361,7 +364,9 @@ impl Runner {
         if state.as_deref() != Some("running") {
             return Ok(()); // cancelled
         }
-        if !status.success() {
+        // Exit 3: the run finished and wrote its results, but its top-k is not resolved
+        // (report.json says so); the job is done.
+        if !status.success() && status.code() != Some(RUN_UNRESOLVED_EXIT) {
             if self.is_shutting_down() {
                 return Ok(()); // interrupted by us: resumes on the next start
             }
