@@ -144,13 +144,16 @@ impl IntervalKind {
 
 /// A rough count of further samples the unresolved players need: each interval of half-width
 /// `w` after `t` samples shrinks as `1/sqrt(t)` and must shrink to `gap` (its distance to the
-/// top-k boundary, at least `floor`): about `t (w / gap)^2 - t` more samples each.
+/// top-k boundary, at least `floor` and a tenth of `w`): about `t (w / gap)^2 - t` more samples
+/// each.
 pub fn samples_needed(unresolved: &[(f64, u64, f64)], floor: f64) -> u64 {
     unresolved
         .iter()
         .map(|&(half_width, t, gap)| {
             let t = t.max(1) as f64;
-            let gap = gap.abs().max(floor).max(1e-12);
+            // A near-tie needs without bound; count it as at most 100x its samples so far
+            // (the caller suggests a tolerance epsilon).
+            let gap = gap.abs().max(floor).max(0.1 * half_width).max(1e-12);
             let want = t * (half_width / gap).powi(2);
             (want - t).clamp(0.0, 1e15) as u64
         })

@@ -93,6 +93,9 @@ pub fn execute(args: RunArgs, given: &[String]) -> Result<i32> {
             let mut spec = args.spec.clone();
             spec.normalize();
             let demo = spec.apply_demo_defaults()?;
+            // The demo asks for the top-10; otherwise only an explicit --top-k is a top-k
+            // question (what `--method auto` answers with a certified top-k).
+            spec.top_k_asked = demo || passed("top_k");
             spec.absolutize();
             if demo {
                 if !passed("budget") {
@@ -143,6 +146,11 @@ pub fn execute(args: RunArgs, given: &[String]) -> Result<i32> {
             est
         }
         None => {
+            if let Some(choice) = &prepared.method_choice {
+                eprintln!("method auto: {}", choice.reason);
+                // run.json records the method chosen, so --resume rebuilds the same one.
+                spec.method = choice.method.name().into();
+            }
             let record = RunRecord {
                 spec: spec.clone(),
                 model_digest: prepared.model_digest.clone(),
