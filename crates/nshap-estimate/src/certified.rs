@@ -280,8 +280,7 @@ impl Certified {
                 (0.5 * (h - l), self.stats[i].count, self.stats[i].mean - mid)
             })
             .collect();
-        let width = self.params.hi - self.params.lo;
-        samples_needed(&unresolved, self.config.epsilon.max(1e-3 * width))
+        samples_needed(&unresolved, self.config.epsilon)
     }
 
     fn record(&mut self, player: usize, marginal: f64) -> Result<(), GameError> {

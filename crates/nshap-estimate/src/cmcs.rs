@@ -221,7 +221,7 @@ impl Cmcs {
     /// (a spent budget settles nobody).
     /// About how many more evaluations the ambiguous players need (one per flip): before the
     /// warm-up ends, what it still costs; then each ambiguous interval must shrink to its
-    /// distance from the boundary (at least ε, or 1e-3).
+    /// distance from the boundary (at least ε).
     fn evaluations_needed(&self) -> u64 {
         if !self.warmed_up() {
             return self
@@ -241,7 +241,7 @@ impl Cmcs {
                 (self.z * s.stderr(), s.count, s.mean - mid)
             })
             .collect();
-        crate::result::samples_needed(&unresolved, self.config.epsilon.max(1e-3))
+        crate::result::samples_needed(&unresolved, self.config.epsilon)
     }
 
     fn statuses(&self) -> Vec<Status> {

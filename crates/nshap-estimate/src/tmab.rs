@@ -223,7 +223,7 @@ impl Tmab {
     }
 
     /// About how many more evaluations the active players need: each active player's bound
-    /// must shrink to its distance from the threshold (at least ε, or 1% of R); a walk then
+    /// must shrink to its distance from the threshold (at least ε); a walk then
     /// costs about two evaluations per active player.
     fn evaluations_needed(&self) -> u64 {
         let Some(thresh) = self.threshold() else {
@@ -237,7 +237,7 @@ impl Tmab {
                 (self.bound(i as usize), s.count, s.mean - thresh)
             })
             .collect();
-        let floor = self.config.epsilon.max(0.01 * self.config.value_range);
+        let floor = self.config.epsilon;
         let samples = crate::result::samples_needed(&unresolved, floor);
         samples.saturating_mul(2)
     }
