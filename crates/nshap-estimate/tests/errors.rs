@@ -125,7 +125,10 @@ fn out_of_range_parameters_are_named() {
 fn unknown_method_names_list_the_valid_ones() {
     let e = "shapley".parse::<Method>().unwrap_err().to_string();
     assert!(e.contains("unknown method \"shapley\""), "{e}");
-    assert!(e.contains("exact, certified, permutation, tmab, cmcs, loo"), "{e}");
+    assert!(
+        e.contains("exact, certified, permutation, tmab, cmcs, loo"),
+        "{e}"
+    );
 }
 
 #[test]
