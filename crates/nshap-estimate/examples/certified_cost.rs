@@ -1,4 +1,5 @@
-//! Scratch: certified top-10 cost on the planted n = 1000 game.
+//! Certified top-10 cost on the planted n = 1000 game (docs/estimators.md, "Cost"):
+//! `cargo run --release -p nshap-estimate --example certified_cost -- SEEDS EPS_FRACTION_OF_GAP`.
 use nshap_estimate::games::{ClosedForm, PlantedTopK};
 use nshap_estimate::*;
 fn main() {

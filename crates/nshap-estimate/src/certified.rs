@@ -25,17 +25,15 @@
 //!   A run that stops on its budget says so (`top_k_resolved: Some(false)`, players `Active`).
 //! * **A marginal outside `[lo, hi]` is an error**, not a silent loss of the guarantee.
 
-use rand::seq::index;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{has_bit, set_bit, words_for, CoalitionBatch};
 use crate::config::{check_common, check_non_negative, check_open_unit, CommonOptions, Method};
 use crate::cs::{ConfidenceSequence, CsParams};
 use crate::error::{ConfigError, EvalError};
 use crate::estimator::{save, AnyRef, Estimator};
-use crate::game::{evaluate_unique, Game, GameError};
+use crate::game::{Game, GameError};
 use crate::result::{
     rank_status, ranking, samples_needed, top_k_indices, Diagnostics, Estimates, IntervalKind,
     PlayerEstimate, Progress, Status,
@@ -311,54 +309,28 @@ impl Estimator for Certified {
         if self.done {
             return Ok(self.progress());
         }
-        let Some(mut selected) = self.select() else {
+        let Some(selected) = self.select() else {
             self.done = true;
             return Ok(self.progress());
         };
         let remaining = self.config.budget.saturating_sub(self.evaluations);
-        if remaining < 2 {
+        let Some(sampled) = crate::flips::sample(
+            game,
+            &mut self.rng,
+            &mut self.next_draw,
+            self.n,
+            selected,
+            remaining,
+            self.config.batch_size,
+        )?
+        else {
             self.done = true;
             return Ok(self.progress());
-        }
-        selected.truncate(remaining as usize - 1);
-        let cost = selected.len() + 1;
-        let anchors = (self.config.batch_size / cost)
-            .max(1)
-            .min(remaining as usize / cost);
-        let n = self.n;
-        let mut batch = CoalitionBatch::with_capacity(n, anchors * cost);
-        let mut anchor_rows: Vec<Vec<u64>> = Vec::with_capacity(anchors);
-        for _ in 0..anchors {
-            let size = self.rng.random_range(0..=n);
-            let mut row = vec![0u64; words_for(n)];
-            for i in index::sample(&mut self.rng, n, size) {
-                set_bit(&mut row, i);
-            }
-            let draw = self.next_draw;
-            self.next_draw += 1;
-            batch.push_row_unchecked(&row, draw);
-            for &i in &selected {
-                row[i / 64] ^= 1u64 << (i % 64);
-                batch.push_row_unchecked(&row, draw);
-                row[i / 64] ^= 1u64 << (i % 64);
-            }
-            anchor_rows.push(row);
-        }
-        let e = evaluate_unique(game, &batch)?;
-        self.evaluations += e.evaluations;
-        self.anchors += anchors as u64;
-        for (a, row) in anchor_rows.iter().enumerate() {
-            let base = a * cost;
-            let v_s = e.values[base];
-            for (j, &i) in selected.iter().enumerate() {
-                let v_flip = e.values[base + 1 + j];
-                let marginal = if has_bit(row, i) {
-                    v_s - v_flip
-                } else {
-                    v_flip - v_s
-                };
-                self.record(i, marginal)?;
-            }
+        };
+        self.evaluations += sampled.evaluations;
+        self.anchors += sampled.anchors;
+        for (i, marginal) in sampled.marginals {
+            self.record(i, marginal)?;
         }
         self.done = self.evaluations >= self.config.budget || self.select().is_none();
         Ok(self.progress())

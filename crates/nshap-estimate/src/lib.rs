@@ -52,6 +52,7 @@ pub mod cs;
 pub mod error;
 pub mod estimator;
 pub mod exact;
+mod flips;
 pub mod game;
 pub mod games;
 pub mod interactions;
