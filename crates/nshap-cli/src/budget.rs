@@ -110,6 +110,9 @@ fn unit_of_work(method: Method, options: &CommonOptions, n: usize) -> String {
             format!("a sample is an anchor coalition and its {n} flips")
         }
         Method::Loo => format!("all players and the {n} coalitions missing one player"),
+        Method::Regression => {
+            "the empty and full coalitions, then coalitions and their complements in batches (each pair informs every player)".into()
+        }
         _ => "the method's first round".into(),
     }
 }

@@ -26,8 +26,8 @@ pub struct RunSpec {
     #[arg(long, default_value = "zero")]
     pub baseline: String,
     /// Estimator: auto (exact when 2^n evaluations are cheaper than sampling, else certified
-    /// top-k, else permutation when no --top-k is asked), exact, certified, permutation, tmab,
-    /// cmcs, loo. See docs/choosing.md.
+    /// top-k, else regression when no --top-k is asked), exact, certified, regression,
+    /// permutation, tmab, cmcs, loo. See docs/choosing.md.
     #[arg(long, default_value = "auto")]
     pub method: String,
     /// Metric: accuracy, neg_loss, class_accuracy:<c>.
@@ -215,7 +215,12 @@ impl RunSpec {
     fn resolve_method(&self, n: usize) -> Result<(Method, Option<nshap::estimate::AutoChoice>)> {
         if self.method.trim().eq_ignore_ascii_case("auto") {
             let top_k = Some(self.top_k).filter(|_| self.top_k_asked);
-            let choice = nshap::estimate::choose_method(n, top_k, self.budget);
+            let choice = nshap::estimate::choose_method_for(
+                n,
+                top_k,
+                self.budget,
+                self.truncation.0.is_some(),
+            );
             return Ok((choice.method, Some(choice)));
         }
         let method: Method = self

@@ -101,7 +101,35 @@ fn without_a_top_k_question_auto_estimates_all_values() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
-        stderr.contains("method auto: permutation sampling (all values"),
+        stderr.contains("method auto: regression-adjusted sampling (all values"),
+        "{stderr}"
+    );
+    assert_eq!(report(&out)["method"], "regression");
+    // values sum to v(all) - v(none): the estimator is efficient by construction
+    let r = report(&out);
+    let residual = r["diagnostics"]["efficiency_residual"].as_f64();
+    assert!(residual.is_some_and(|x| x < 1e-6), "{r}");
+}
+
+#[test]
+fn auto_with_truncation_walks_permutations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = run(
+        &out,
+        &[
+            "--players",
+            "relu2",
+            "--budget",
+            "3300",
+            "--truncation",
+            "0.2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("truncation needs permutation walks"),
         "{stderr}"
     );
     assert_eq!(report(&out)["method"], "permutation");

@@ -23,17 +23,20 @@ pub enum Method {
     Cmcs,
     /// Leave-one-out: `v(N) - v(N \ i)`.
     Loo,
+    /// Regression-adjusted Monte Carlo: all values, every evaluation used for every player.
+    Regression,
 }
 
 impl Method {
     /// Every method, in documentation order.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::Exact,
         Method::Certified,
         Method::Permutation,
         Method::Tmab,
         Method::Cmcs,
         Method::Loo,
+        Method::Regression,
     ];
 
     /// The canonical lowercase name (what `FromStr` and `Display` use).
@@ -45,6 +48,7 @@ impl Method {
             Method::Tmab => "tmab",
             Method::Cmcs => "cmcs",
             Method::Loo => "loo",
+            Method::Regression => "regression",
         }
     }
 }
@@ -66,6 +70,7 @@ impl FromStr for Method {
             "tmab" | "tmab-shapley" => Ok(Method::Tmab),
             "cmcs" => Ok(Method::Cmcs),
             "loo" | "leave-one-out" => Ok(Method::Loo),
+            "regression" | "rmc" | "regression-mc" => Ok(Method::Regression),
             _ => Err(ConfigError::UnknownMethod {
                 found: s.to_string(),
             }),
@@ -236,7 +241,7 @@ mod tests {
         let e = "kernelshap".parse::<Method>().unwrap_err();
         assert!(e
             .to_string()
-            .contains("exact, certified, permutation, tmab, cmcs, loo"));
+            .contains("exact, certified, permutation, tmab, cmcs, loo, regression"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("unknown method {found:?}: expected one of auto, exact, certified, permutation, tmab, cmcs, loo")]
+    #[error("unknown method {found:?}: expected one of auto, exact, certified, permutation, tmab, cmcs, loo, regression")]
     UnknownMethod { found: String },
     #[error("unknown interaction index {found:?}: expected one of moebius, sii")]
     UnknownInteractionIndex { found: String },

@@ -11,6 +11,7 @@ use crate::exact::{Exact, ExactConfig};
 use crate::game::{Game, GameError};
 use crate::loo::{Loo, LooConfig};
 use crate::permutation::{Permutation, PermutationConfig};
+use crate::regression::{Regression, RegressionConfig};
 use crate::result::{Estimates, Progress};
 use crate::tmab::{Tmab, TmabConfig};
 
@@ -51,6 +52,7 @@ pub enum AnyEstimator {
     Tmab(Tmab),
     Cmcs(Cmcs),
     Loo(Loo),
+    Regression(Regression),
 }
 
 /// Borrowed twin of [`AnyEstimator`]: same variant names, so it serialises to the same JSON
@@ -63,6 +65,7 @@ pub(crate) enum AnyRef<'a> {
     Tmab(&'a Tmab),
     Cmcs(&'a Cmcs),
     Loo(&'a Loo),
+    Regression(&'a Regression),
 }
 
 #[derive(Serialize)]
@@ -96,6 +99,7 @@ pub enum EstimatorConfig {
     Tmab(TmabConfig),
     Cmcs(CmcsConfig),
     Loo(LooConfig),
+    Regression(RegressionConfig),
 }
 
 impl EstimatorConfig {
@@ -108,6 +112,7 @@ impl EstimatorConfig {
             Method::Tmab => Self::Tmab(TmabConfig::from_common(opts)),
             Method::Cmcs => Self::Cmcs(CmcsConfig::from_common(opts)),
             Method::Loo => Self::Loo(LooConfig::from_common(opts)),
+            Method::Regression => Self::Regression(RegressionConfig::from_common(opts)),
         }
     }
 
@@ -120,6 +125,7 @@ impl EstimatorConfig {
             Self::Tmab(_) => Method::Tmab,
             Self::Cmcs(_) => Method::Cmcs,
             Self::Loo(_) => Method::Loo,
+            Self::Regression(_) => Method::Regression,
         }
     }
 }
@@ -152,6 +158,9 @@ impl AnyEstimator {
             EstimatorConfig::Tmab(c) => Self::Tmab(Tmab::new(c, n_players, seed)?),
             EstimatorConfig::Cmcs(c) => Self::Cmcs(Cmcs::new(c, n_players, seed)?),
             EstimatorConfig::Loo(c) => Self::Loo(Loo::new(c, n_players, seed)?),
+            EstimatorConfig::Regression(c) => {
+                Self::Regression(Regression::new(c, n_players, seed)?)
+            }
         })
     }
 
@@ -176,6 +185,7 @@ impl AnyEstimator {
             Self::Tmab(e) => e,
             Self::Cmcs(e) => e,
             Self::Loo(e) => e,
+            Self::Regression(e) => e,
         }
     }
 
@@ -188,6 +198,7 @@ impl AnyEstimator {
             Self::Tmab(e) => e,
             Self::Cmcs(e) => e,
             Self::Loo(e) => e,
+            Self::Regression(e) => e,
         }
     }
 }

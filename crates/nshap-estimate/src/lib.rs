@@ -6,11 +6,13 @@
 //! * Estimators: [`Exact`] (n <= 20, also Banzhaf), [`Certified`] (top-k with an anytime-valid
 //!   1 - δ certificate), [`Permutation`] (antithetic, truncated),
 //!   [`Tmab`] (TMAB-Shapley top-k bandit), [`Cmcs`] (comparable marginal contributions, PAC
-//!   top-k), [`Loo`] (leave-one-out).
+//!   top-k), [`Loo`] (leave-one-out), [`Regression`] (regression-adjusted Monte Carlo: all
+//!   values, each evaluation used for every player).
 //! * [`interactions`]: Harsanyi dividends and the Shapley interaction index, exact from a
 //!   [`ValueTable`] (n <= 20) or sampled pairwise for any n ([`SampledSii`]).
 //! * [`choose_method`] is `--method auto`: exact when it is cheaper, else certified top-k, else
-//!   permutation sampling, with the reason in words.
+//!   the regression-adjusted estimator (permutation sampling when truncating), with the reason
+//!   in words.
 //! * Build any of them by name with [`AnyEstimator::new`]`(method, &CommonOptions, n, seed)`,
 //!   drive it with [`run`] or [`Estimator::step`], checkpoint with [`Estimator::save_state`] and
 //!   restore with [`AnyEstimator::from_state`]: the restored run continues bit-for-bit.
@@ -58,12 +60,13 @@ pub mod games;
 pub mod interactions;
 pub mod loo;
 pub mod permutation;
+pub mod regression;
 pub mod result;
 pub mod stats;
 pub mod tmab;
 mod walk;
 
-pub use auto::{choose as choose_method, AutoChoice};
+pub use auto::{choose as choose_method, choose_for as choose_method_for, AutoChoice};
 pub use batch::CoalitionBatch;
 pub use certified::{Certified, CertifiedConfig};
 pub use cmcs::{Cmcs, CmcsConfig, Selection};
@@ -77,6 +80,7 @@ pub use interactions::{
 };
 pub use loo::{Loo, LooConfig};
 pub use permutation::{Permutation, PermutationConfig};
+pub use regression::{Regression, RegressionConfig};
 pub use result::{
     precision_at_k, samples_needed, top_k_indices, Diagnostics, Estimates, IntervalKind,
     PlayerEstimate, Progress, Status,

@@ -126,7 +126,7 @@ fn unknown_method_names_list_the_valid_ones() {
     let e = "shapley".parse::<Method>().unwrap_err().to_string();
     assert!(e.contains("unknown method \"shapley\""), "{e}");
     assert!(
-        e.contains("exact, certified, permutation, tmab, cmcs, loo"),
+        e.contains("exact, certified, permutation, tmab, cmcs, loo, regression"),
         "{e}"
     );
 }

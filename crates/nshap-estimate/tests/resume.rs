@@ -120,3 +120,11 @@ fn a_restored_state_saves_identically() {
     assert_eq!(back, e);
     assert_eq!(back.save_state(), bytes);
 }
+
+#[test]
+fn regression_resumes_bit_for_bit() {
+    check_resume(
+        || AnyEstimator::new(Method::Regression, &opts(3, 6_000), 40, 9).unwrap(),
+        || Box::new(Noisy::new(accuracy_soum(40, 60, 9), 64, 14)),
+    );
+}
