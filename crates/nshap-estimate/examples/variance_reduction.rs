@@ -33,17 +33,7 @@ fn run_method(method: Method, game: &mut Soum, n: usize, budget: u64, seed: u64)
         budget,
         ..CommonOptions::default()
     };
-    let config = match EstimatorConfig::from_common(method, &opts) {
-        // two walks in flight (one antithetic pair): at 20 n every walk finishes, so each
-        // player gets the same number of samples (32 walks in flight would leave all of them
-        // unfinished at this budget)
-        EstimatorConfig::Permutation(mut c) => {
-            c.min_walks_in_flight = 2;
-            c.max_walks_in_flight = 2;
-            EstimatorConfig::Permutation(c)
-        }
-        other => other,
-    };
+    let config = EstimatorConfig::from_common(method, &opts);
     let mut est = AnyEstimator::from_config(config, n, seed).unwrap();
     run(&mut est, game, |_, _| {}).unwrap().values()
 }

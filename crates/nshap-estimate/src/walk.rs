@@ -195,11 +195,21 @@ impl WalkEngine {
 
     /// Tops up the walks in flight: at least `min_walks`, and enough pending prefixes to fill a
     /// batch, up to `max_walks`. `tracked = Some(&[])` starts nothing (nothing left to learn).
-    fn refill(&mut self, tracked: Option<&[u32]>) {
+    ///
+    /// A group is started only when the `remaining` budget can finish it after the walks
+    /// already in flight (or when none is in flight): samples are recorded per finished group,
+    /// so a walk the budget cannot finish is evaluations thrown away. Without this rule a
+    /// budget of 20 n on n players started 32 walks and finished none of them.
+    fn refill(&mut self, tracked: Option<&[u32]>, remaining: usize) {
         if matches!(tracked, Some(t) if t.is_empty()) {
             return;
         }
         let gs = self.group_size();
+        // prefixes a new walk evaluates at most: all n + 1, or two per tracked player
+        let walk_cost = match tracked {
+            None => self.n + 1,
+            Some(t) => (2 * t.len()).min(self.n + 1),
+        };
         loop {
             let walks = self.groups.len() * gs;
             let pending: usize = self
@@ -209,7 +219,8 @@ impl WalkEngine {
                 .map(Walk::pending)
                 .sum();
             let enough = walks >= self.settings.min_walks && pending >= self.settings.batch_size;
-            if enough || walks + gs > self.settings.max_walks.max(gs) {
+            let affordable = walks == 0 || pending + gs * walk_cost <= remaining;
+            if enough || !affordable || walks + gs > self.settings.max_walks.max(gs) {
                 break;
             }
             self.start_group(tracked);
@@ -228,7 +239,7 @@ impl WalkEngine {
         if remaining == 0 {
             return Ok(0);
         }
-        self.refill(tracked);
+        self.refill(tracked, remaining);
         let unfinished = self
             .groups
             .iter()

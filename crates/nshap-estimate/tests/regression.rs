@@ -25,15 +25,7 @@ fn estimate(
     seed: u64,
 ) -> nshap_estimate::Estimates {
     let n = game.n_players();
-    let config = match EstimatorConfig::from_common(method, &opts(budget, n)) {
-        // one antithetic pair in flight, so every walk finishes at these budgets
-        EstimatorConfig::Permutation(mut c) => {
-            c.min_walks_in_flight = 2;
-            c.max_walks_in_flight = 2;
-            EstimatorConfig::Permutation(c)
-        }
-        other => other,
-    };
+    let config = EstimatorConfig::from_common(method, &opts(budget, n));
     let mut est = AnyEstimator::from_config(config, n, seed).unwrap();
     run(&mut est, game, |_, _| {}).unwrap()
 }
