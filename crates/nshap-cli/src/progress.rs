@@ -11,6 +11,26 @@ pub struct Reporter {
     players: Players,
     last_log: Instant,
     started: Instant,
+    /// Evaluations and time at the first update: the pace is measured from there (a resumed
+    /// run starts above 0, and the first batch includes warm-up).
+    first: Option<(u64, Instant)>,
+    estimate_printed: bool,
+}
+
+/// After this long the run's pace is measured and its duration estimated...
+const ESTIMATE_AFTER: Duration = Duration::from_millis(1500);
+/// ... and printed when the whole budget would take at least this long.
+const ESTIMATE_WORTH_PRINTING: f64 = 20.0;
+
+/// `90 s`, `12 min`, `3.5 h`.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 impl Reporter {
@@ -30,6 +50,32 @@ impl Reporter {
             players: players.clone(),
             last_log: Instant::now(),
             started: Instant::now(),
+            first: None,
+            estimate_printed: false,
+        }
+    }
+
+    /// Once, early in a long run: how long the whole budget will take at the pace so far.
+    fn maybe_estimate(&mut self, p: &Progress) {
+        let (first, since) = *self.first.get_or_insert((p.evaluations, Instant::now()));
+        let elapsed = since.elapsed();
+        if self.estimate_printed || p.done || elapsed < ESTIMATE_AFTER || p.evaluations <= first {
+            return;
+        }
+        self.estimate_printed = true;
+        let rate = (p.evaluations - first) as f64 / elapsed.as_secs_f64();
+        let left = p.budget.saturating_sub(p.evaluations) as f64 / rate;
+        if left < ESTIMATE_WORTH_PRINTING {
+            return;
+        }
+        let line = format!(
+            "estimated time for the whole budget: about {} more ({:.0} evaluations/s so far); a top-k method stops sooner once its rule holds, and Ctrl-C saves the state",
+            human_duration(left),
+            rate
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
@@ -46,6 +92,7 @@ impl Reporter {
     }
 
     pub fn update(&mut self, p: &Progress) {
+        self.maybe_estimate(p);
         let msg = format!("active {}  top: {}", p.active, self.top(p));
         match &self.bar {
             Some(bar) => {

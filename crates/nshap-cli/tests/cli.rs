@@ -1392,3 +1392,49 @@ fn truncation_and_value_range_are_flags_and_recorded() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn a_long_run_says_early_how_long_its_budget_will_take() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("long");
+    let args = run_args(
+        "digits-cnn",
+        &out,
+        &[
+            "--players",
+            "relu2",
+            "--method",
+            "permutation",
+            "--budget",
+            "2000000000",
+        ],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nshap"))
+        .current_dir(repo())
+        .args(as_strs(&args))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut estimate = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.starts_with("estimated time for the whole budget: about ") {
+            estimate = Some(line);
+            break;
+        }
+        seen.push(line);
+        if seen.len() > 200 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = estimate.unwrap_or_else(|| panic!("no estimate in {seen:#?}"));
+    assert!(
+        line.contains(" h more (") && line.contains("evaluations/s so far"),
+        "{line}"
+    );
+}

@@ -281,7 +281,30 @@ impl Certified {
         samples_needed(&unresolved, self.config.epsilon)
     }
 
-    fn record(&mut self, player: usize, marginal: f64) -> Result<(), GameError> {
+    /// Samples each selected player should plan its confidence sequence for: enough for its
+    /// interval to reach the estimated boundary `t` (within `eps/2`) from its mean. Computed
+    /// before the batch is drawn, so the bets stay predictable.
+    fn plans(&self, selected: &[usize]) -> Vec<f64> {
+        let mut plans = vec![f64::NAN; self.n];
+        let (Some(b), Some(t)) = (self.boundary(), self.threshold()) else {
+            return plans;
+        };
+        let half = 0.5 * self.config.epsilon;
+        for &i in selected {
+            let mean = self.stats[i].mean;
+            let distance = if b.in_top[i] {
+                mean - (t - half)
+            } else {
+                (t + half) - mean
+            };
+            if self.stats[i].count >= 2 && distance > 0.0 {
+                plans[i] = self.sequences[i].planned_samples(distance, &self.params);
+            }
+        }
+        plans
+    }
+
+    fn record(&mut self, player: usize, marginal: f64, plan: f64) -> Result<(), GameError> {
         let (lo, hi) = (self.params.lo, self.params.hi);
         let slack = 1e-9 * (hi - lo);
         if marginal < lo - slack || marginal > hi + slack {
@@ -292,7 +315,7 @@ impl Certified {
                 high: hi,
             }));
         }
-        self.sequences[player].push(marginal, &self.params);
+        self.sequences[player].push_planned(marginal, &self.params, Some(plan));
         self.stats[player].push(marginal);
         Ok(())
     }
@@ -314,6 +337,7 @@ impl Estimator for Certified {
             return Ok(self.progress());
         };
         let remaining = self.config.budget.saturating_sub(self.evaluations);
+        let plans = self.plans(&selected);
         let Some(sampled) = crate::flips::sample(
             game,
             &mut self.rng,
@@ -330,7 +354,7 @@ impl Estimator for Certified {
         self.evaluations += sampled.evaluations;
         self.anchors += sampled.anchors;
         for (i, marginal) in sampled.marginals {
-            self.record(i, marginal)?;
+            self.record(i, marginal, plans[i])?;
         }
         self.done = self.evaluations >= self.config.budget || self.select().is_none();
         Ok(self.progress())
