@@ -482,6 +482,35 @@ fn job_lifecycle_results_events_cancel_and_metrics() {
     ] {
         assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
     }
+
+    // The all-values and certified estimators run as jobs too; their interval columns say
+    // what they are.
+    for (method, column) in [("regression", "ci95_low"), ("certified", "cs95_low")] {
+        let job = submit(
+            &s,
+            &alice,
+            json!({"model": model, "dataset": dataset, "players": ["relu2"], "method": method,
+                   "top_k": 3, "budget": 4000, "seed": 2, "backend": "cpu"}),
+        );
+        let j = wait_job(
+            &s,
+            &alice,
+            &job,
+            Duration::from_secs(120),
+            state_is(&["done", "failed"]),
+        );
+        assert_eq!(j["state"], "done", "{method}: {j}");
+        let resp = agent()
+            .get(&s.url(&format!("/v1/jobs/{job}/values.csv")))
+            .set("Authorization", &format!("Bearer {alice}"))
+            .call()
+            .unwrap();
+        let csv = resp.into_string().unwrap();
+        assert!(
+            csv.lines().next().unwrap().contains(column),
+            "{method}: {csv}"
+        );
+    }
 }
 
 #[test]

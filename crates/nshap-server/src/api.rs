@@ -796,7 +796,16 @@ fn job_params(m: &Map<String, Value>) -> ApiResult<JobParams> {
     let method = one_of(
         m,
         "method",
-        &["exact", "permutation", "tmab", "cmcs", "loo"],
+        &[
+            "auto",
+            "exact",
+            "certified",
+            "regression",
+            "permutation",
+            "tmab",
+            "cmcs",
+            "loo",
+        ],
         "tmab",
     )?;
     let metric = match get_str(m, "metric")? {
