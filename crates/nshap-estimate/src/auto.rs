@@ -21,8 +21,9 @@ use crate::exact::MAX_EXACT_PLAYERS;
 pub const SAMPLING_EVALS_PER_PLAYER: u64 = 5_000;
 
 /// Most memory the regression estimator's pairs may take (`budget / 2` pairs of `n` bits)
-/// before `auto` prefers permutation sampling, which keeps only per-player sums.
-pub const REGRESSION_MAX_PAIR_BYTES: u64 = 256 << 20;
+/// before `auto` prefers permutation sampling, which keeps only per-player sums. The pairs are
+/// also in every checkpoint.
+pub const REGRESSION_MAX_PAIR_BYTES: u64 = 64 << 20;
 
 /// The method `auto` chose and the reason, in words (printed and recorded in reports).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
