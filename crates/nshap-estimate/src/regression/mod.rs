@@ -1,11 +1,11 @@
 //! Regression-adjusted Monte Carlo: every value from every evaluation.
 //!
 //! Permutation sampling uses each evaluation for two players' marginals. This estimator uses
-//! each for all players: it samples complementary pairs `(S, N \ S)` (see [`design`] for the
-//! size law), fits a linear surrogate game to them by least squares ([`fit`]), takes the
+//! each for all players: it samples complementary pairs `(S, N \ S)` (see `design.rs` for the
+//! size law), fits a linear surrogate game to them by least squares (`fit.rs`), takes the
 //! surrogate's Shapley values (its coefficients) and corrects them with an unbiased,
 //! importance-weighted Monte Carlo estimate of the residual game's values, cross-fitted so that
-//! the fit never biases the answer ([`estimate`]).
+//! the fit never biases the answer (`estimate.rs`).
 //!
 //! This is the regression-adjusted Monte Carlo idea of Witter, Musco et al. (2025,
 //! "Regression-adjusted Monte Carlo estimators for Shapley values and probabilistic values"),
