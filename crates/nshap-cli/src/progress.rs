@@ -23,7 +23,7 @@ const ESTIMATE_AFTER: Duration = Duration::from_millis(1500);
 const ESTIMATE_WORTH_PRINTING: f64 = 20.0;
 
 /// `90 s`, `12 min`, `3.5 h`.
-pub fn human_duration(seconds: f64) -> String {
+fn human_duration(seconds: f64) -> String {
     if seconds < 120.0 {
         format!("{seconds:.0} s")
     } else if seconds < 7200.0 {

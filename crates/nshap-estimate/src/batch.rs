@@ -146,10 +146,7 @@ impl CoalitionBatch {
 
     /// The players present in `row`, ascending.
     pub fn members(&self, row: usize) -> impl Iterator<Item = usize> + '_ {
-        self.row_bits(row)
-            .iter()
-            .enumerate()
-            .flat_map(|(w, &word)| BitIter { word }.map(move |b| w * 64 + b))
+        members_of(self.row_bits(row))
     }
 
     /// All packed rows, concatenated (`len() * words_per_row()` words).
@@ -184,6 +181,13 @@ impl Iterator for BitIter {
         self.word &= self.word - 1;
         Some(bit)
     }
+}
+
+/// The players set in a packed row, ascending.
+pub(crate) fn members_of(row: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    row.iter()
+        .enumerate()
+        .flat_map(|(w, &word)| BitIter { word }.map(move |b| w * 64 + b))
 }
 
 /// A packed row with every one of `n_players` bits set: the grand coalition.

@@ -284,8 +284,8 @@ impl Certified {
     /// Samples each selected player should plan its confidence sequence for: enough for its
     /// interval to reach the estimated boundary `t` (within `eps/2`) from its mean. Computed
     /// before the batch is drawn, so the bets stay predictable.
-    fn plans(&self, selected: &[usize]) -> Vec<f64> {
-        let mut plans = vec![f64::NAN; self.n];
+    fn plans(&self, selected: &[usize]) -> Vec<Option<f64>> {
+        let mut plans = vec![None; self.n];
         let (Some(b), Some(t)) = (self.boundary(), self.threshold()) else {
             return plans;
         };
@@ -298,13 +298,13 @@ impl Certified {
                 (t + half) - mean
             };
             if self.stats[i].count >= 2 && distance > 0.0 {
-                plans[i] = self.sequences[i].planned_samples(distance, &self.params);
+                plans[i] = Some(self.sequences[i].planned_samples(distance, &self.params));
             }
         }
         plans
     }
 
-    fn record(&mut self, player: usize, marginal: f64, plan: f64) -> Result<(), GameError> {
+    fn record(&mut self, player: usize, marginal: f64, plan: Option<f64>) -> Result<(), GameError> {
         let (lo, hi) = (self.params.lo, self.params.hi);
         let slack = 1e-9 * (hi - lo);
         if marginal < lo - slack || marginal > hi + slack {
@@ -315,7 +315,7 @@ impl Certified {
                 high: hi,
             }));
         }
-        self.sequences[player].push_planned(marginal, &self.params, Some(plan));
+        self.sequences[player].push_planned(marginal, &self.params, plan);
         self.stats[player].push(marginal);
         Ok(())
     }

@@ -100,7 +100,6 @@ impl ConfidenceSequence {
         let log_term = (2.0 / p.alpha).ln();
         let horizon = match planned {
             None => t * (1.0 + t).ln(),
-            Some(h) if h.is_nan() => t * (1.0 + t).ln(),
             Some(h) => h.clamp(t, 64.0 * t),
         };
         let lambda = (2.0 * log_term / (self.var_prev * horizon))

@@ -11,7 +11,7 @@ use rand::seq::index;
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 
-use crate::batch::{set_bit, words_for};
+use crate::batch::{full_row, set_bit, words_for};
 
 /// The size law and the importance weight `1 / ((n - 1) p(s))` of each size.
 #[derive(Clone, Debug)]
@@ -74,14 +74,11 @@ pub(crate) fn draw_coalition(rng: &mut ChaCha12Rng, n: usize, size: usize) -> Ve
 
 /// The complement of `row` among `n` players.
 pub(crate) fn complement(row: &[u64], n: usize) -> Vec<u64> {
-    let mut c: Vec<u64> = row.iter().map(|w| !w).collect();
-    let tail = n % 64;
-    if tail != 0 {
-        if let Some(last) = c.last_mut() {
-            *last &= (1u64 << tail) - 1;
-        }
-    }
-    c
+    full_row(n)
+        .iter()
+        .zip(row)
+        .map(|(all, w)| all ^ w)
+        .collect()
 }
 
 #[cfg(test)]

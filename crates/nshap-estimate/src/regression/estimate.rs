@@ -19,23 +19,10 @@ use super::design::SizeLaw;
 use super::fit::{solve_cholesky, solve_structured, Columns};
 use super::Pairs;
 
-/// Which solver fitted the surrogate (reported in diagnostics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FitKind {
-    /// Too few pairs to cross-fit: no surrogate, plain importance sampling.
-    None,
-    /// Normal equations with the sample Gram matrix.
-    Exact,
-    /// The population Gram matrix.
-    Structured,
-}
-
 /// Per-player values and standard errors.
 pub(crate) struct Fitted {
     pub values: Vec<f64>,
     pub stderr: Vec<f64>,
-    pub fit: FitKind,
-    pub folds: usize,
 }
 
 /// Everything the estimate needs besides the pairs.
@@ -82,7 +69,10 @@ pub(crate) fn cross_fit(pairs: &Pairs, set: &Setting<'_>) -> Fitted {
         })
         .collect();
     let cross_fit = k >= 2;
-    let exact = cross_fit && n <= set.exact_fit_max_players;
+    // The sample Gram matrix is used for a fold with more than 2n training pairs (fewer leave
+    // it near singular); build the per-fold Grams only if some fold gets that far.
+    let smallest_fold = folds.iter().map(|(lo, hi)| hi - lo).min().unwrap_or(0);
+    let exact = cross_fit && n <= set.exact_fit_max_players && p - smallest_fold > 2 * n;
     let cols = exact.then(|| Columns::new(&pairs.bits, pairs.words, n));
     let grams: Vec<Vec<i64>> = match &cols {
         Some(c) => folds
@@ -92,11 +82,6 @@ pub(crate) fn cross_fit(pairs: &Pairs, set: &Setting<'_>) -> Fitted {
         None => Vec::new(),
     };
     let bs: Vec<Vec<f64>> = folds.iter().map(|&(lo, hi)| zty(pairs, lo, hi)).collect();
-    let mut fit_kind = if cross_fit {
-        FitKind::Structured
-    } else {
-        FitKind::None
-    };
 
     let mut sum_phi = vec![0.0; n];
     let mut pooled_ss = vec![0.0; n];
@@ -127,13 +112,7 @@ pub(crate) fn cross_fit(pairs: &Pairs, set: &Setting<'_>) -> Fitted {
             } else {
                 None
             };
-            match exact_w {
-                Some(w) => {
-                    fit_kind = FitKind::Exact;
-                    w
-                }
-                None => solve_structured(&b, n, train_rows, set.law.rho),
-            }
+            exact_w.unwrap_or_else(|| solve_structured(&b, n, train_rows, set.law.rho))
         };
         let w_sum: f64 = w.iter().sum();
         // h(s): the training residual's mean by size; a pair of size s is the pair of size
@@ -201,10 +180,5 @@ pub(crate) fn cross_fit(pairs: &Pairs, set: &Setting<'_>) -> Fitted {
             }
         })
         .collect();
-    Fitted {
-        values,
-        stderr,
-        fit: fit_kind,
-        folds: used_folds,
-    }
+    Fitted { values, stderr }
 }

@@ -10,6 +10,8 @@
 //! * **structured**: the population Gram matrix `(1 - rho) I + rho 11^T` instead, inverted in
 //!   closed form — `O(n rows)`, used above `exact_fit_max_players` or with too few rows.
 
+use crate::batch::members_of;
+
 /// Membership bits per player over pairs: `data[i * words + q]` bit `b` = pair `64 q + b`
 /// contains player `i`.
 pub(crate) struct Columns {
@@ -26,13 +28,8 @@ impl Columns {
         for j in 0..pairs {
             let row = &rows[j * row_words..(j + 1) * row_words];
             let (q, b) = (j / 64, j % 64);
-            for (w, &word) in row.iter().enumerate() {
-                let mut bits = word;
-                while bits != 0 {
-                    let i = w * 64 + bits.trailing_zeros() as usize;
-                    data[i * words + q] |= 1u64 << b;
-                    bits &= bits - 1;
-                }
+            for i in members_of(row) {
+                data[i * words + q] |= 1u64 << b;
             }
         }
         Self { words, data }

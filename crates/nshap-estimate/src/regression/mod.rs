@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{words_for, CoalitionBatch};
+use crate::batch::{full_row, members_of, words_for, CoalitionBatch};
 use crate::config::{check_common, check_open_unit, CommonOptions, Method};
 use crate::error::ConfigError;
 use crate::estimator::{save, AnyRef, Estimator};
@@ -38,7 +38,7 @@ use crate::result::{
 use crate::stats::two_sided_z;
 
 use design::{complement, draw_coalition, SizeLaw};
-use estimate::{cross_fit, FitKind, Setting};
+use estimate::{cross_fit, Setting};
 
 /// Configuration of [`Regression`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,17 +107,7 @@ impl Pairs {
     }
     /// Members of pair `j`'s `S`.
     pub fn members(&self, j: usize) -> impl Iterator<Item = usize> + '_ {
-        let row = &self.bits[j * self.words..(j + 1) * self.words];
-        row.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let i = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    i
-                })
-            })
-        })
+        members_of(&self.bits[j * self.words..(j + 1) * self.words])
     }
 }
 
@@ -187,10 +177,8 @@ impl Regression {
     /// Evaluates `v(∅)` and `v(N)`: every estimate needs them.
     fn ends(&mut self, game: &mut dyn Game) -> Result<(), GameError> {
         let mut batch = CoalitionBatch::with_capacity(self.n, 2);
-        let empty = vec![0u64; words_for(self.n)];
-        let full = complement(&empty, self.n);
-        batch.push_row_unchecked(&empty, self.next_draw);
-        batch.push_row_unchecked(&full, self.next_draw + 1);
+        batch.push_row_unchecked(&vec![0u64; words_for(self.n)], self.next_draw);
+        batch.push_row_unchecked(&full_row(self.n), self.next_draw + 1);
         self.next_draw += 2;
         let e = evaluate_unique(game, &batch)?;
         self.evaluations += e.evaluations;
@@ -234,15 +222,10 @@ impl Regression {
             (Some(g), Some(e)) => g - e,
             _ => 0.0,
         };
-        let (values, stderr, fit, folds) = if self.n == 1 {
-            (vec![grand_minus_empty], vec![0.0], FitKind::None, 0)
+        let (values, stderr) = if self.n == 1 {
+            (vec![grand_minus_empty], vec![0.0])
         } else if self.grand.is_none() {
-            (
-                vec![0.0; self.n],
-                vec![f64::INFINITY; self.n],
-                FitKind::None,
-                0,
-            )
+            (vec![0.0; self.n], vec![f64::INFINITY; self.n])
         } else {
             let law = SizeLaw::new(self.n);
             let f = cross_fit(
@@ -254,9 +237,8 @@ impl Regression {
                     exact_fit_max_players: self.config.exact_fit_max_players,
                 },
             );
-            (f.values, f.stderr, f.fit, f.folds)
+            (f.values, f.stderr)
         };
-        let _ = (fit, folds);
         let z = two_sided_z(self.config.confidence);
         let status = rank_status(&values, self.config.top_k);
         let samples = if self.n == 1 {
