@@ -127,8 +127,19 @@ pub fn load_fixture_model(dir: &Path) -> (Graph, EvalSet) {
 /// The backends every conformance test runs on. The GPU backend is included whenever an
 /// adapter exists; with NSHAP_REQUIRE_GPU=1 a missing adapter fails the test.
 pub fn backends() -> Vec<(&'static str, Box<dyn Backend>)> {
-    let mut list: Vec<(&'static str, Box<dyn Backend>)> =
-        vec![("cpu", Box::new(nshap::cpu::CpuBackend::default()))];
+    // The CPU backend as it runs (per-example tables where they pay) and without tables (every
+    // conv and linear layer plain), so both paths are held to the PyTorch references.
+    let plain = nshap::cpu::CpuOptions {
+        tables: false,
+        ..nshap::cpu::CpuOptions::default()
+    };
+    let mut list: Vec<(&'static str, Box<dyn Backend>)> = vec![
+        ("cpu", Box::new(nshap::cpu::CpuBackend::default())),
+        (
+            "cpu-no-tables",
+            Box::new(nshap::cpu::CpuBackend::new(plain)),
+        ),
+    ];
     match nshap::make_backend(nshap::BackendChoice::Gpu) {
         Ok(gpu) => list.push(("gpu", gpu)),
         Err(e) => {

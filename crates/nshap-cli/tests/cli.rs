@@ -854,7 +854,14 @@ fn player_patterns_work_in_inspect_and_run() {
     let selection: Vec<&str> = out
         .lines()
         .skip_while(|l| !l.starts_with("--players"))
+        .take_while(|l| !l.is_empty())
         .collect();
+    // Then how the CPU backend computes each conv and linear layer reading the players.
+    assert!(
+        out.contains("CPU backend, layers reading the players")
+            && out.contains("layer1.0.conv1 (conv2d): table"),
+        "{out}"
+    );
     let names: Vec<&str> = selection[2..selection.len() - 1]
         .iter()
         .map(|l| l.split_whitespace().next().unwrap())

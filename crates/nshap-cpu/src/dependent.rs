@@ -2,7 +2,7 @@
 //! depends on the coalition, with the mask applied at each player node.
 
 use crate::ops;
-use crate::plan::{LinearSuffix, Plan};
+use crate::plan::Plan;
 use crate::shared::{gather_inputs, SharedCache};
 use nshap_model::{EvalSet, MaskBatch, Source};
 
@@ -24,20 +24,32 @@ pub fn run_item(
     item: &Item<'_>,
     mut sink: impl FnMut(usize, usize, &[f32]),
 ) {
-    if let Some(suffix) = &plan.linear_suffix {
-        return run_linear_suffix(plan, suffix, cache, masks, item, sink);
-    }
     let g = &plan.graph;
     let e = item.rows.len();
     let cm = item.coalitions.len();
     let total = cm * e;
     let mut bufs: Vec<Option<Vec<f32>>> = vec![None; g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
-        if !plan.dependent[i] {
+        if !plan.dependent[i] || plan.unmaterialized[i] {
             continue;
         }
         let numel = node.shape.numel();
-        let mut out = if plan.boundary[i] {
+        let mut out = if let Some(spec) = &plan.tables[i] {
+            let table = cache.tables[i]
+                .as_ref()
+                .expect("the cache has the node's table");
+            let offset = plan.players.offset(spec.layer);
+            let mut out = crate::pool::take_zeroed(total * numel);
+            let present = |m: usize, c: usize| masks.contains(m, offset + c);
+            spec.compose(
+                table,
+                &present,
+                item.coalitions.clone(),
+                item.rows,
+                &mut out,
+            );
+            out
+        } else if plan.boundary[i] {
             // Unmasked value is shared: repeat it for every coalition, then mask.
             let one = cache.gather(plan, i, item.rows);
             let mut out = crate::pool::take_zeroed(one.len() * cm);
@@ -125,42 +137,6 @@ fn apply_mask(
                 let at = (m * e + r) * numel + c * spatial;
                 out[at..at + spatial].fill(b);
             }
-        }
-    }
-}
-
-/// The linear-suffix fast path: the cache holds each example's per-channel contributions to
-/// the logits; a coalition-example is the sum of its present channels' rows.
-fn run_linear_suffix(
-    plan: &Plan,
-    suffix: &LinearSuffix,
-    cache: &SharedCache,
-    masks: &MaskBatch,
-    item: &Item<'_>,
-    mut sink: impl FnMut(usize, usize, &[f32]),
-) {
-    let channels = plan.players.layers()[0].channels();
-    let classes = suffix.base_logits.len();
-    let table = cache
-        .suffix_table
-        .as_deref()
-        .expect("the cache has the suffix table");
-    let stride = channels * classes;
-    let mut logits = vec![0.0f32; classes];
-    let offset = plan.players.offset(0);
-    let mut present = Vec::with_capacity(channels);
-    for coalition in item.coalitions.clone() {
-        present.clear();
-        present.extend((0..channels).filter(|&c| masks.contains(coalition, offset + c)));
-        for (r, &row) in item.rows.iter().enumerate() {
-            logits.copy_from_slice(&suffix.base_logits);
-            let tr = &table[row * stride..(row + 1) * stride];
-            for &c in &present {
-                for (l, t) in logits.iter_mut().zip(&tr[c * classes..(c + 1) * classes]) {
-                    *l += t;
-                }
-            }
-            sink(coalition, r, &logits);
         }
     }
 }

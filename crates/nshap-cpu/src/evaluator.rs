@@ -2,8 +2,9 @@
 //! parallel, and reduces each coalition's metric.
 
 use crate::dependent::{run_item, Item};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanOptions};
 use crate::shared::SharedCache;
+use crate::table::CHAIN;
 use nshap_model::backend::check_request;
 use nshap_model::{BackendError, BackendInfo, EvalJob, Evaluator, Examples, MaskBatch, Metric};
 use rayon::prelude::*;
@@ -17,8 +18,11 @@ pub struct CpuOptions {
     /// Bytes of activations one work item may hold (bounds memory per thread).
     pub item_bytes: usize,
     /// Largest shared cache (bytes) kept across calls; above it the shared stage is recomputed
-    /// for each call's examples.
+    /// for each call's examples. Per-example tables (see `table.rs`) are used only where every
+    /// example's fit in it.
     pub cache_bytes: usize,
+    /// Use per-example tables for conv and linear layers after a player node where they pay.
+    pub tables: bool,
 }
 
 impl Default for CpuOptions {
@@ -27,7 +31,17 @@ impl Default for CpuOptions {
             threads: None,
             item_bytes: 64 << 20,
             cache_bytes: 2 << 30,
+            tables: true,
         }
+    }
+}
+
+fn plan_options(job: &EvalJob, options: &CpuOptions, pushdown: bool) -> PlanOptions {
+    PlanOptions {
+        pushdown,
+        tables: options.tables && pushdown,
+        examples: job.data.len(),
+        cache_bytes: options.cache_bytes,
     }
 }
 
@@ -45,8 +59,13 @@ impl CpuEvaluator {
         if job.players.is_empty() {
             return Err(BackendError::Invalid("the job has no players".into()));
         }
-        let plan = Plan::new(&job.graph, &job.players)?;
+        let plan = Plan::new(&job.graph, &job.players, plan_options(&job, &options, true))?;
         CpuEvaluator::with_plan(job, plan, options)
+    }
+
+    /// What the plan picked for each conv and linear layer after a player node.
+    pub fn choices(&self) -> &[String] {
+        &self.plan.choices
     }
 
     /// An evaluator that never moves masks past channel-wise ops (the plain path, for tests).
@@ -58,7 +77,11 @@ impl CpuEvaluator {
         if job.players.is_empty() {
             return Err(BackendError::Invalid("the job has no players".into()));
         }
-        let plan = Plan::without_pushdown(&job.graph, &job.players)?;
+        let plan = Plan::new(
+            &job.graph,
+            &job.players,
+            plan_options(&job, &options, false),
+        )?;
         CpuEvaluator::with_plan(job, plan, options)
     }
 
@@ -101,7 +124,8 @@ impl CpuEvaluator {
     /// Make sure a cache covering `examples` exists; returns the cache rows to use.
     fn prepare_cache(&mut self, examples: Examples<'_>) -> (Option<SharedCache>, Vec<usize>) {
         let n = self.job.data.len();
-        let fits = n * self.plan.retained_numel * 4 <= self.options.cache_bytes;
+        let fits =
+            n * (self.plan.retained_numel + self.plan.table_numel) * 4 <= self.options.cache_bytes;
         if fits && self.full_cache.is_none() {
             let (plan, data) = (&self.plan, &self.job.data);
             let cache = self.in_pool(|| SharedCache::compute(plan, data, (0..n as u32).collect()));
@@ -126,16 +150,28 @@ impl CpuEvaluator {
     }
 
     /// Split M coalitions x B rows into items of bounded memory, enough of them for every thread.
+    ///
+    /// With tables, coalition blocks start at multiples of [`CHAIN`] so incremental chains (and
+    /// so the values) do not depend on the split.
     fn items<'r>(&self, m: usize, rows: &'r [usize]) -> Vec<Item<'r>> {
         let per_row = (self.plan.max_dependent_numel * 4 * 3).max(1);
         let max_rows = (self.options.item_bytes / per_row).clamp(1, 4096);
-        let ex_chunk = rows.len().clamp(1, 128).min(max_rows);
-        let mut cm = (max_rows / ex_chunk).max(1);
-        // Keep at least ~4 items per thread when the work allows it.
-        let ex_blocks = rows.len().div_ceil(ex_chunk);
+        let chained = self.plan.tables.iter().any(Option::is_some);
+        let min_cm = if chained { CHAIN.min(m.max(1)) } else { 1 };
+        let mut ex_chunk = rows.len().clamp(1, 128).min((max_rows / min_cm).max(1));
+        let mut cm = (max_rows / ex_chunk).max(min_cm);
+        // Keep at least ~4 items per thread when the work allows it: fewer coalitions per
+        // item first, then (down to the chain length) fewer examples.
         let want = 4 * self.threads();
-        while cm > 1 && m.div_ceil(cm) * ex_blocks < want {
-            cm /= 2;
+        let count = |cm: usize, ex: usize| m.div_ceil(cm) * rows.len().div_ceil(ex);
+        while cm > min_cm && count(cm, ex_chunk) < want {
+            cm = (cm / 2).max(min_cm);
+        }
+        while chained && ex_chunk > 1 && count(cm, ex_chunk) < want {
+            ex_chunk = ex_chunk.div_ceil(2);
+        }
+        if chained {
+            cm = cm.div_ceil(CHAIN) * CHAIN;
         }
         let mut items = Vec::new();
         for c0 in (0..m).step_by(cm) {
@@ -185,6 +221,7 @@ impl Evaluator for CpuEvaluator {
         BackendInfo {
             backend: "cpu".into(),
             device: format!("{} threads", self.threads()),
+            plan: self.plan.choices.clone(),
         }
     }
 

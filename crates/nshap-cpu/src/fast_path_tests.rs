@@ -1,17 +1,19 @@
 //! The fast paths agree with the plain computation: masks pushed down past channel-wise ops
-//! (`pushdown.rs`), the linear-suffix table (`plan.rs`), and shared operands of multi-input ops
+//! (`pushdown.rs`), per-example tables of the conv and linear layers that read a player node
+//! (`table.rs`, incremental along permutation walks), and shared operands of multi-input ops
 //! broadcast over coalitions in the dependent stage (`dependent.rs`).
 //!
-//! Every case is a small hand-built graph with players on one node, evaluated three ways on the
-//! same coalitions and examples: the CPU evaluator as it runs, the evaluator with pushdown
-//! disabled, and a naive reference (a full forward pass per coalition with the mask applied at
-//! the player node). Logits must agree to 1e-5 (relative to max(1, |logit|)). Each case also
-//! states where the pushed-down player must end up, so an op that should commute is known to be
-//! pushed through and a stopper is known to stop it.
+//! Every case is a small hand-built graph with players on one node, evaluated four ways on the
+//! same coalitions (random ones and permutation walks) and examples: the CPU evaluator as it
+//! runs, without tables, without pushdown (nor tables), and a naive reference (a full forward
+//! pass per coalition with the mask applied at the player node). Logits must agree to 1e-5
+//! (relative to max(1, |logit|)). Each case also states where the pushed-down player must end
+//! up, so an op that should commute is known to be pushed through and a stopper is known to
+//! stop it.
 
 use crate::evaluator::{CpuEvaluator, CpuOptions};
 use crate::ops;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanOptions};
 use nshap_model::{
     Activation, BatchNorm, Conv2d, EvalJob, EvalSet, Evaluator, Examples, Graph, LayerNorm, Linear,
     MaskBatch, Metric, Node, Op, PlayerLayer, Players, Pool2d, Shape, Source,
@@ -103,26 +105,38 @@ impl G {
     }
 
     fn conv(&mut self, from: Source, out: usize, k: usize, p: usize) -> Source {
+        self.conv_with(from, out, k, p, 1, 1)
+    }
+
+    fn conv_with(
+        &mut self,
+        from: Source,
+        out: usize,
+        k: usize,
+        p: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Source {
         let Shape::Image { c, h, w } = self.shape(from) else {
             panic!("conv on an image")
         };
-        let fan = c * k * k;
+        let fan = c / groups * k * k;
         let op = Op::Conv2d(Conv2d {
             in_channels: c,
             out_channels: out,
             kernel: (k, k),
-            stride: (1, 1),
+            stride: (stride, stride),
             padding: (p, p),
             dilation: (1, 1),
-            groups: 1,
+            groups,
             weight: self.uniform(out * fan, 1.5 / (fan as f32).sqrt()),
             bias: self.uniform(out, 0.5),
             has_bias: true,
         });
         let shape = Shape::Image {
             c: out,
-            h: h + 2 * p - k + 1,
-            w: w + 2 * p - k + 1,
+            h: (h + 2 * p - k) / stride + 1,
+            w: (w + 2 * p - k) / stride + 1,
         };
         self.node(op, &[from], Some(shape))
     }
@@ -153,6 +167,44 @@ impl G {
             nodes: self.nodes.clone(),
         }
     }
+}
+
+fn plan_options(pushdown: bool, tables: bool, data: &EvalSet) -> PlanOptions {
+    PlanOptions {
+        pushdown,
+        tables,
+        examples: data.len(),
+        cache_bytes: 2 << 30,
+    }
+}
+
+/// The full and empty coalitions, random ones, and permutation walks (each row one player
+/// more than the one before, then one fewer), more than one incremental chain long.
+fn test_masks(channels: usize, rng: &mut StdRng) -> MaskBatch {
+    let mut masks = MaskBatch::new(channels);
+    masks.push_full();
+    masks.push_bools(&vec![false; channels]);
+    for _ in 2..COALITIONS {
+        let row: Vec<bool> = (0..channels).map(|_| rng.random_bool(0.5)).collect();
+        masks.push_bools(&row);
+    }
+    while masks.len() < 2 * crate::table::CHAIN + 5 {
+        let mut order: Vec<usize> = (0..channels).collect();
+        for i in (1..channels).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let mut row = vec![false; channels];
+        masks.push_bools(&row);
+        for &c in &order {
+            row[c] = true;
+            masks.push_bools(&row);
+        }
+        for &c in &order {
+            row[c] = false;
+            masks.push_bools(&row);
+        }
+    }
+    masks
 }
 
 /// Logits `[M, B, classes]` of every coalition with the mask applied at `player` (naive).
@@ -217,22 +269,18 @@ fn check(g: &G, player: Source, pushed_to: Source, what: &str) -> bool {
     let inputs: Vec<f32> = (0..n).map(|_| rng.random_range(-1.5..1.5)).collect();
     let labels = (0..EXAMPLES as u32).map(|e| e % CLASSES as u32).collect();
     let data = EvalSet::new(graph.input, inputs, labels, CLASSES).unwrap();
-    let mut masks = MaskBatch::new(channels);
-    masks.push_full();
-    masks.push_bools(&vec![false; channels]);
-    for _ in 2..COALITIONS {
-        let row: Vec<bool> = (0..channels).map(|_| rng.random_bool(0.5)).collect();
-        masks.push_bools(&row);
-    }
+    let masks = test_masks(channels, &mut rng);
 
-    let fast_plan = Plan::new(&graph, &players).unwrap();
+    let fast_plan = Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap();
     let fast_node = fast_plan.players.layers()[0].node;
     assert_eq!(
         fast_plan.graph.nodes[fast_node].name, graph.nodes[to].name,
         "{what}: the player should be pushed down to {:?}",
         graph.nodes[to].name
     );
-    let suffix = fast_plan.linear_suffix.is_some();
+    let last = graph.nodes.len() - 1;
+    let suffix = fast_plan.tables[last].is_some()
+        && (0..last).all(|i| !fast_plan.dependent[i] || fast_plan.unmaterialized[i]);
 
     let job = EvalJob {
         graph: Arc::new(graph.clone()),
@@ -245,13 +293,25 @@ fn check(g: &G, player: Source, pushed_to: Source, what: &str) -> bool {
         .unwrap()
         .logits(Examples::All, &masks)
         .unwrap();
+    let no_tables = CpuOptions {
+        tables: false,
+        ..CpuOptions::default()
+    };
+    let pushed = CpuEvaluator::new(job.clone(), no_tables)
+        .unwrap()
+        .logits(Examples::All, &masks)
+        .unwrap();
     let plain = CpuEvaluator::without_pushdown(job, options)
         .unwrap()
         .logits(Examples::All, &masks)
         .unwrap();
     let naive = reference(&graph, &data, &layer, &masks);
     assert_eq!(fast.len(), naive.len());
-    for (name, got) in [("pushed down", &fast), ("plain", &plain)] {
+    for (name, got) in [
+        ("tables", &fast),
+        ("pushed down", &pushed),
+        ("plain", &plain),
+    ] {
         for (i, (a, b)) in got.iter().zip(&naive).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-5 * b.abs().max(1.0),
@@ -579,4 +639,167 @@ fn shared_operands_of_multi_input_ops_keep_their_order() {
     g.node(Op::Mul, &[act, gate], Some(g.shape(act)));
     g.head();
     check(&g, x, act, "squeeze-and-excitation");
+}
+
+/// Names of the nodes the fast plan computes from tables, and of the player nodes it never
+/// materialises.
+fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
+    let Source::Node(p) = player else {
+        unreachable!()
+    };
+    let graph = g.graph();
+    let layer = PlayerLayer {
+        node: p,
+        name: graph.nodes[p].name.clone(),
+        baseline: vec![0.3; graph.nodes[p].shape.channels()],
+    };
+    let players = Players::new(vec![layer]).unwrap();
+    let data = EvalSet::new(
+        graph.input,
+        vec![0.0; graph.input.numel()],
+        vec![0],
+        CLASSES,
+    )
+    .unwrap();
+    let plan = Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap();
+    let names = |flags: Vec<bool>| {
+        (0..flags.len())
+            .filter(|&i| flags[i])
+            .map(|i| plan.graph.nodes[i].name.clone())
+            .collect()
+    };
+    (
+        names(plan.tables.iter().map(Option::is_some).collect()),
+        names(plan.unmaterialized.clone()),
+    )
+}
+
+/// Tables past the first non-linearity: a residual block with the players inside it (the conv
+/// reads them through a table, the skip add reads them masked), a strided block whose 3x3 conv
+/// and 1x1 shortcut both read the players (both tables, the masked value never built), a
+/// depthwise conv, and an MLP's hidden layer feeding linear -> ReLU -> linear.
+#[test]
+fn tables_past_the_first_nonlinearity_match_the_plain_path() {
+    // Players inside a block: conv3x3 -> relu (players) -> conv3x3 -> add(skip) -> relu -> head.
+    let mut g = G::new(IMG, 300);
+    let stem = g.conv(Source::Input, 4, 3, 1);
+    let x = g.op(Op::Activation(Activation::Relu));
+    let conv = g.conv(x, 4, 3, 1);
+    g.node(Op::Add, &[conv, x], None);
+    g.op(Op::Activation(Activation::Relu));
+    g.op(Op::GlobalAvgPool);
+    g.head();
+    check(&g, stem, x, "players inside a residual block");
+    let (tables, skipped) = table_nodes(&g, stem);
+    let Source::Node(conv) = conv else {
+        unreachable!()
+    };
+    assert_eq!(
+        tables,
+        [g.nodes[conv].name.clone()],
+        "the block's conv is a table"
+    );
+    assert!(
+        skipped.is_empty(),
+        "the add reads the masked players: {skipped:?}"
+    );
+
+    // A strided block at the players: conv3x3 s2 and a 1x1 s2 shortcut both read them.
+    let mut g = G::new(IMG, 301);
+    let stem = g.conv(Source::Input, 4, 3, 1);
+    let x = g.op(Op::Activation(Activation::Relu));
+    g.conv_with(x, 6, 3, 1, 2, 1);
+    let act = g.op(Op::Activation(Activation::Relu));
+    let main = g.conv(act, 6, 3, 1);
+    let short = g.conv_with(x, 6, 1, 0, 2, 1);
+    g.node(Op::Add, &[main, short], None);
+    g.op(Op::Activation(Activation::Relu));
+    g.head();
+    check(&g, stem, x, "strided block with a 1x1 shortcut");
+    let (tables, skipped) = table_nodes(&g, stem);
+    assert_eq!(
+        tables.len(),
+        2,
+        "both convs reading the players are tables: {tables:?}"
+    );
+    assert_eq!(
+        skipped.len(),
+        1,
+        "the masked players are never built: {skipped:?}"
+    );
+
+    // Depthwise 3x3 (groups = channels) and a grouped 1x1 after the players.
+    for (groups, out, k, pad) in [(4, 4, 3, 1), (2, 6, 1, 0), (4, 8, 3, 0)] {
+        let mut g = G::new(IMG, 302 + groups as u64);
+        let stem = g.conv(Source::Input, 4, 3, 1);
+        let x = g.op(Op::Activation(Activation::Silu));
+        g.conv_with(x, out, k, pad, 1, groups);
+        g.op(Op::Activation(Activation::Tanh));
+        g.head();
+        check(&g, stem, x, &format!("grouped conv, {groups} groups"));
+        assert_eq!(table_nodes(&g, stem).0.len(), 1);
+    }
+
+    // MLP: linear -> relu (players, 6 features) -> linear -> relu -> linear.
+    let mut g = G::new(Shape::Features(8), 310);
+    g.linear(6);
+    let x = g.op(Op::Activation(Activation::Relu));
+    g.linear(7);
+    g.op(Op::Activation(Activation::Relu));
+    g.linear(CLASSES);
+    check(&g, Source::Node(0), x, "MLP hidden layer");
+    assert_eq!(table_nodes(&g, Source::Node(0)).0.len(), 1);
+}
+
+/// Incremental chains restart at fixed rows, so how a request is split into work items (thread
+/// count, item memory) does not change a single bit of the logits.
+#[test]
+fn table_values_do_not_depend_on_the_work_split() {
+    let mut g = G::new(IMG, 320);
+    let stem = g.conv(Source::Input, 4, 3, 1);
+    g.op(Op::Activation(Activation::Relu));
+    g.conv(g.last(), 5, 3, 1);
+    g.op(Op::Activation(Activation::Relu));
+    g.head();
+    let Source::Node(p) = stem else {
+        unreachable!()
+    };
+    let graph = g.graph();
+    let layer = PlayerLayer {
+        node: p,
+        name: graph.nodes[p].name.clone(),
+        baseline: vec![0.25, -0.5, 1.0, 0.0],
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let inputs: Vec<f32> = (0..EXAMPLES * IMG.numel())
+        .map(|_| rng.random_range(-1.5..1.5))
+        .collect();
+    let labels = (0..EXAMPLES as u32).map(|e| e % CLASSES as u32).collect();
+    let data = EvalSet::new(IMG, inputs, labels, CLASSES).unwrap();
+    let masks = test_masks(4, &mut rng);
+    let job = EvalJob {
+        graph: Arc::new(graph),
+        players: Players::new(vec![layer]).unwrap(),
+        data: Arc::new(data),
+        metric: Metric::Accuracy,
+    };
+    let run = |threads: usize, item_bytes: usize| {
+        let options = CpuOptions {
+            threads: Some(threads),
+            item_bytes,
+            ..CpuOptions::default()
+        };
+        CpuEvaluator::new(job.clone(), options)
+            .unwrap()
+            .logits(Examples::All, &masks)
+            .unwrap()
+    };
+    let reference = run(1, 64 << 20);
+    for (threads, item_bytes) in [(2, 64 << 20), (3, 1), (1, 4000)] {
+        assert_eq!(
+            run(threads, item_bytes),
+            reference,
+            "{threads} threads, {item_bytes}-byte items"
+        );
+    }
 }

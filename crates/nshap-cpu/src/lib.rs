@@ -6,7 +6,9 @@
 //! Work that no coalition changes is done once: every node that does not depend on the mask
 //! (the prefix up to the first player layer, and side branches) is computed once per example and
 //! cached; each (coalitions x examples) work item runs only the dependent nodes, in parallel
-//! with rayon, with conv as im2col + GEMM (`matrixmultiply`).
+//! with rayon, with conv as im2col + GEMM (`matrixmultiply`). A conv or linear layer that reads
+//! a player node directly is computed from per-example tables instead (`table.rs`): linear in the
+//! mask, so a coalition costs a few table adds, and one per step along a permutation walk.
 
 mod dependent;
 mod evaluator;
@@ -20,6 +22,7 @@ mod plan;
 mod pool;
 mod pushdown;
 mod shared;
+mod table;
 
 pub use evaluator::{CpuEvaluator, CpuOptions};
 pub use means::activation_means;

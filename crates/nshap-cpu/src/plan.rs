@@ -4,8 +4,9 @@
 //! computed once per example and shared. A player node whose inputs are all shared is a
 //! *boundary*: its unmasked value is shared too, and each coalition only applies its mask to it.
 
+use crate::table::TableSpec;
 use nshap_model::fold::fold_batchnorm;
-use nshap_model::{BackendError, Graph, Op, Players, Source};
+use nshap_model::{BackendError, Graph, Players, Source};
 
 pub struct Plan {
     pub graph: Graph,
@@ -20,37 +21,37 @@ pub struct Plan {
     pub max_dependent_numel: usize,
     /// Floats per example the shared cache keeps.
     pub retained_numel: usize,
-    /// Set when the only per-coalition work is one player layer feeding the output linear layer.
-    pub linear_suffix: Option<LinearSuffix>,
+    /// Conv and linear layers computed from per-example tables, by node (see `table.rs`).
+    pub tables: Vec<Option<TableSpec>>,
+    /// Player nodes nothing reads masked (every consumer uses a table): never materialised.
+    pub unmaterialized: Vec<bool>,
+    /// Floats per example the tables take in the shared cache.
+    pub table_numel: usize,
+    /// What was picked for each layer after a player node, and why (for `inspect` and reports).
+    pub choices: Vec<String>,
 }
 
-/// The output is `linear(mask(x))`: logits = `W b_full + bias + sum over present channels c of
-/// W[:, c] (x_c - b_c)`, so a coalition costs (present channels x classes) adds per example
-/// given a per-example table of each channel's contribution.
-pub struct LinearSuffix {
-    /// The masked node (a boundary player, shared unmasked value).
-    pub player_node: usize,
-    /// The output node.
-    pub linear_node: usize,
-    /// `bias + W * baseline` (the logits when every player is absent).
-    pub base_logits: Vec<f32>,
+/// What the plan may use, and the memory it may spend on shared values and tables.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    pub pushdown: bool,
+    pub tables: bool,
+    /// Eval-set size: the tables of every example must fit `cache_bytes` with the shared values.
+    pub examples: usize,
+    pub cache_bytes: usize,
 }
 
 impl Plan {
-    pub fn new(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
-        Plan::build(graph, players, true)
-    }
-
-    /// The plan without moving masks past channel-wise ops: every op after a player node runs
-    /// per coalition. Slower, and the reference the pushed-down plan is tested against.
-    #[cfg(test)]
-    pub fn without_pushdown(graph: &Graph, players: &Players) -> Result<Plan, BackendError> {
-        Plan::build(graph, players, false)
-    }
-
-    fn build(graph: &Graph, players: &Players, pushdown: bool) -> Result<Plan, BackendError> {
+    /// The plan for `graph` with `players`: without `pushdown` every op after a player node
+    /// runs per coalition, without `tables` every conv and linear layer runs plainly (slower;
+    /// the references the fast paths are tested against).
+    pub fn new(
+        graph: &Graph,
+        players: &Players,
+        options: PlanOptions,
+    ) -> Result<Plan, BackendError> {
         let (graph, players) = fold_batchnorm(graph, players);
-        let players = if pushdown {
+        let players = if options.pushdown {
             crate::pushdown::push_down(&graph, &players)
         } else {
             players
@@ -97,7 +98,14 @@ impl Plan {
             .filter(|&i| retained[i])
             .map(|i| graph.nodes[i].shape.numel())
             .sum();
-        let linear_suffix = linear_suffix(&graph, &players, &dependent, &boundary);
+        let budget_floats = options.cache_bytes / 4 / options.examples.max(1);
+        let picked = pick_tables(
+            &graph,
+            &players,
+            &boundary,
+            options.tables,
+            budget_floats.saturating_sub(retained_numel),
+        );
         Ok(Plan {
             graph,
             players,
@@ -107,44 +115,93 @@ impl Plan {
             last_use,
             max_dependent_numel,
             retained_numel,
-            linear_suffix,
+            tables: picked.tables,
+            unmaterialized: picked.unmaterialized,
+            table_numel: picked.numel,
+            choices: picked.choices,
         })
     }
 }
 
-fn linear_suffix(
+struct Picked {
+    tables: Vec<Option<TableSpec>>,
+    unmaterialized: Vec<bool>,
+    numel: usize,
+    choices: Vec<String>,
+}
+
+/// Tables for the conv and linear layers that read a boundary player node, where the table is
+/// no more work than the layer even when half the channels must be summed, best ratio first,
+/// while they fit `budget` floats per example.
+fn pick_tables(
     graph: &Graph,
     players: &Players,
-    dependent: &[bool],
     boundary: &[bool],
-) -> Option<LinearSuffix> {
-    let [layer] = players.layers() else {
-        return None;
-    };
-    let last = graph.nodes.len() - 1;
-    let Op::Linear(lin) = &graph.nodes[last].op else {
-        return None;
-    };
-    let p = layer.node;
-    let only_two = (0..graph.nodes.len())
-        .filter(|&i| dependent[i])
-        .eq([p, last]);
-    if !only_two || !boundary[p] || graph.nodes[last].inputs != [Source::Node(p)] {
-        return None;
+    enabled: bool,
+    budget: usize,
+) -> Picked {
+    let n = graph.nodes.len();
+    let mut candidates = Vec::new();
+    for (layer, pl) in players.layers().iter().enumerate() {
+        if !boundary[pl.node] {
+            continue;
+        }
+        for consumer in graph.consumers(pl.node) {
+            if let Some(spec) = TableSpec::new(graph, consumer, layer, pl) {
+                candidates.push(spec);
+            }
+        }
     }
-    let block = lin.in_features / layer.channels();
-    let mut base_logits = lin.bias.clone();
-    for (o, out) in base_logits.iter_mut().enumerate() {
-        let row = &lin.weight[o * lin.in_features..(o + 1) * lin.in_features];
-        *out += row
-            .iter()
-            .enumerate()
-            .map(|(k, w)| w * layer.baseline[k / block])
-            .sum::<f32>();
+    candidates.sort_by(|a, b| {
+        let ratio = |s: &TableSpec| s.plain_macs as f64 / s.worst_adds() as f64;
+        ratio(b).total_cmp(&ratio(a))
+    });
+    let mut picked = Picked {
+        tables: (0..n).map(|_| None).collect(),
+        unmaterialized: vec![false; n],
+        numel: 0,
+        choices: Vec::new(),
+    };
+    for spec in candidates {
+        // A conv followed by a batchnorm is folded into one node with the batchnorm's name.
+        let node = &graph.nodes[spec.node];
+        let name = format!("{} ({})", node.name, node.op.kind());
+        let per_example = spec.numel_per_example();
+        let mib = per_example as f64 * 4.0 / (1 << 20) as f64;
+        let sizes = format!(
+            "{} channels x {} outputs, {mib:.2} MiB per example; plain {} multiply-adds, table at most {} adds per coalition-example",
+            spec.channels,
+            spec.block,
+            spec.plain_macs,
+            spec.worst_adds()
+        );
+        let why_not = if !enabled {
+            Some("tables disabled")
+        } else if spec.plain_macs < spec.worst_adds() {
+            Some("the layer is cheaper")
+        } else if picked.numel + per_example > budget {
+            Some("the tables of every example would not fit the cache budget")
+        } else {
+            None
+        };
+        match why_not {
+            Some(why) => picked
+                .choices
+                .push(format!("{name}: plain ({why}; {sizes})")),
+            None => {
+                picked.choices.push(format!("{name}: table ({sizes})"));
+                picked.numel += per_example;
+                let node = spec.node;
+                picked.tables[node] = Some(spec);
+            }
+        }
     }
-    Some(LinearSuffix {
-        player_node: p,
-        linear_node: last,
-        base_logits,
-    })
+    for pl in players.layers() {
+        let consumers = graph.consumers(pl.node);
+        picked.unmaterialized[pl.node] = boundary[pl.node]
+            && pl.node != n - 1
+            && !consumers.is_empty()
+            && consumers.iter().all(|&c| picked.tables[c].is_some());
+    }
+    picked
 }

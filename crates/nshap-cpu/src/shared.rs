@@ -2,7 +2,8 @@
 
 use crate::ops;
 use crate::plan::Plan;
-use nshap_model::{EvalSet, Op, Source};
+use crate::table::NodeTable;
+use nshap_model::{EvalSet, Source};
 use rayon::prelude::*;
 
 /// Shared values of the retained nodes for a list of examples, row-major per node.
@@ -10,9 +11,8 @@ pub struct SharedCache {
     /// Eval-set index of each cache row.
     pub examples: Vec<u32>,
     pub values: Vec<Option<Vec<f32>>>,
-    /// With a linear suffix: each row's per-channel contribution to the logits
-    /// `[rows, channels, classes]` (see [`crate::plan::LinearSuffix`]).
-    pub suffix_table: Option<Vec<f32>>,
+    /// Per-example tables of the plan's table nodes, by node (see `table.rs`).
+    pub tables: Vec<Option<NodeTable>>,
 }
 
 /// Examples per parallel task in the shared stage.
@@ -35,21 +35,29 @@ impl SharedCache {
                 *v = Some(all);
             }
         }
-        let suffix_table = plan.linear_suffix.as_ref().map(|suffix| {
-            let x = values[suffix.player_node]
-                .as_deref()
-                .expect("the player's value is retained");
-            let per_row = plan.graph.nodes[suffix.player_node].shape.numel();
-            let parts: Vec<Vec<f32>> = x
-                .par_chunks(per_row * CHUNK)
-                .map(|rows| suffix_table(plan, rows))
-                .collect();
-            parts.concat()
-        });
+        let tables: Vec<Option<NodeTable>> = plan
+            .tables
+            .iter()
+            .map(|spec| {
+                spec.as_ref().map(|spec| {
+                    let x = values[spec.player_node]
+                        .as_deref()
+                        .expect("the player's value is retained");
+                    let baseline = &plan.players.layers()[spec.layer].baseline;
+                    spec.compute(&plan.graph, x, baseline)
+                })
+            })
+            .collect();
+        // A player value only the tables read is not needed any more.
+        for (i, v) in values.iter_mut().enumerate() {
+            if plan.unmaterialized[i] {
+                *v = None;
+            }
+        }
         SharedCache {
             examples,
             values,
-            suffix_table,
+            tables,
         }
     }
 
@@ -112,32 +120,4 @@ fn shared_rows(plan: &Plan, data: &EvalSet, examples: &[u32]) -> Vec<Option<Vec<
         .filter(|(i, _)| !plan.retained[*i])
         .for_each(|(_, b)| *b = None);
     bufs
-}
-
-/// Per-channel logit contributions of rows of the (unmasked) player value:
-/// `table[r][c][o] = W[o, block c] . (x_r[block c] - b_c)`.
-fn suffix_table(plan: &Plan, x: &[f32]) -> Vec<f32> {
-    let suffix = plan
-        .linear_suffix
-        .as_ref()
-        .expect("called with a linear suffix");
-    let layer = &plan.players.layers()[0];
-    let Op::Linear(lin) = &plan.graph.nodes[suffix.linear_node].op else {
-        unreachable!("checked by the plan")
-    };
-    let (channels, classes) = (layer.channels(), lin.out_features);
-    let block = lin.in_features / channels;
-    let mut table = vec![0.0f32; x.len() / lin.in_features * channels * classes];
-    for (r, xr) in x.chunks_exact(lin.in_features).enumerate() {
-        for c in 0..channels {
-            let xs = &xr[c * block..(c + 1) * block];
-            let b = layer.baseline[c];
-            let t = &mut table[(r * channels + c) * classes..][..classes];
-            for (o, to) in t.iter_mut().enumerate() {
-                let w = &lin.weight[o * lin.in_features + c * block..][..block];
-                *to = w.iter().zip(xs).map(|(w, x)| w * (x - b)).sum();
-            }
-        }
-    }
-    table
 }

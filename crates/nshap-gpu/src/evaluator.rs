@@ -651,6 +651,7 @@ impl Evaluator for GpuEvaluator {
                 "{} ({:?} {}, {} {})",
                 s.name, self.precision, s.backend, s.driver, s.driver_info
             ),
+            plan: Vec::new(),
         }
     }
 

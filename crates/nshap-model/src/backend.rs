@@ -139,6 +139,10 @@ pub struct BackendInfo {
     pub backend: String,
     /// Adapter name and driver for the GPU, thread count for the CPU.
     pub device: String,
+    /// How each layer after a player node is computed, where the backend chooses (the CPU's
+    /// per-example tables vs the plain layer), one line per layer with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
 }
 
 /// A backend: something that can prepare an [`Evaluator`] for a job.

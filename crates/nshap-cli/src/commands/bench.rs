@@ -1,7 +1,7 @@
 //! `nshap bench`: masked forward throughput on the shipped models and torchvision-shaped
 //! ResNet-18s, CPU and GPU side by side in one run.
 
-use crate::model_args::demo_dir;
+use crate::model_args::{demo_dir, DataArgs, ModelArgs};
 use anyhow::{Context, Result};
 use clap::Args;
 use nshap::model::stats::split_flops;
@@ -10,6 +10,7 @@ use nshap::model::{
     MaskBatch, Metric,
 };
 use nshap::{make_backend, resolve_players, BackendChoice};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -39,6 +40,21 @@ pub struct BenchArgs {
     /// Print one JSON object per measurement instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Coalitions as permutation walks (each one player fewer than the one before, from the
+    /// full coalition down, as permutation sampling sends them) instead of random ones.
+    #[arg(long)]
+    pub walks: bool,
+    /// Your own model instead of --models (with --weights, --data and --players).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Player layers for --model (node names or patterns, as for `nshap run`).
+    #[arg(long, value_delimiter = ',', value_name = "NODE|PATTERN[,...]")]
+    pub players: Vec<String>,
+    /// Name shown for --model in the table.
+    #[arg(long, default_value = "model")]
+    pub name: String,
 }
 
 /// A model to measure.
@@ -128,12 +144,55 @@ pub struct Measurement {
     pub dense_equivalent_gflops_per_second: f64,
 }
 
+/// The user's own model (`--model/--arch`, `--weights`, `--data`, `--players`).
+fn own_case(args: &BenchArgs) -> Result<Case> {
+    if args.players.is_empty() {
+        anyhow::bail!("--players is required with --model (the player layers to mask)");
+    }
+    let model = args.model.load(&args.data)?;
+    let (data, _) = args.data.load(&model.graph)?;
+    Ok(Case {
+        name: args.name.clone(),
+        graph: model.graph,
+        data,
+        players: args.players.clone(),
+    })
+}
+
+/// `count` coalitions of `n` players: random (each present with probability 1/2) or
+/// permutation walks from the full coalition down, one player fewer per row.
+pub fn coalitions(n: usize, count: usize, walks: bool, seed: u64) -> MaskBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut masks = MaskBatch::new(n);
+    let mut row = vec![true; n];
+    let mut order: Vec<usize> = Vec::new();
+    while masks.len() < count {
+        if !walks {
+            let row: Vec<bool> = (0..n).map(|_| rng.random_bool(0.5)).collect();
+            masks.push_bools(&row);
+            continue;
+        }
+        if order.is_empty() {
+            order = (0..n).collect();
+            order.shuffle(&mut rng);
+            row = vec![true; n];
+            masks.push_bools(&row);
+            continue;
+        }
+        let p = order.pop().expect("not empty");
+        row[p] = false;
+        masks.push_bools(&row);
+    }
+    masks
+}
+
 pub fn measure(
     case: &Case,
     backend: BackendChoice,
     m: Option<usize>,
     b: Option<usize>,
     reps: usize,
+    walks: bool,
 ) -> Result<Measurement> {
     let players = resolve_players(&case.graph, &case.data, &case.players, Baseline::Zero)?;
     let nodes: Vec<usize> = players.layers().iter().map(|l| l.node).collect();
@@ -144,13 +203,7 @@ pub fn measure(
         .unwrap_or_else(|| budget.clamp(1, 128))
         .min(case.data.len());
     let coalitions = m.unwrap_or_else(|| (budget / examples).clamp(1, 1000));
-    let n = players.len();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut masks = MaskBatch::new(n);
-    for _ in 0..coalitions {
-        let row: Vec<bool> = (0..n).map(|_| rng.random_bool(0.5)).collect();
-        masks.push_bools(&row);
-    }
+    let masks = self::coalitions(players.len(), coalitions, walks, 3);
     let subset: Vec<u32> = (0..examples as u32).collect();
     let job = EvalJob {
         graph: Arc::new(case.graph.clone()),
@@ -160,6 +213,9 @@ pub fn measure(
     };
     let mut ev = make_backend(backend)?.prepare(job)?;
     let info = ev.info();
+    for line in &info.plan {
+        eprintln!("{} on {}: {line}", case.name, info.backend);
+    }
     ev.evaluate(Examples::Subset(&subset), &masks)?; // warm-up: caches, pipelines
     let mut times = Vec::new();
     for _ in 0..reps.max(1) {
@@ -197,10 +253,23 @@ pub fn execute(args: BenchArgs) -> Result<()> {
     if !args.json {
         println!("* dense-equivalent: FLOPs of a plain masked forward pass / time (see docs/benchmarks.md)");
     }
-    for name in &args.models {
-        let case = case(name)?;
+    let cases: Vec<Result<Case>> = if args.model.is_empty() {
+        args.models.iter().map(|name| case(name)).collect()
+    } else {
+        vec![own_case(&args)]
+    };
+    for case in cases {
+        let case = case?;
+        let name = &case.name;
         for &backend in &backends {
-            match measure(&case, backend, args.coalitions, args.examples, args.reps) {
+            match measure(
+                &case,
+                backend,
+                args.coalitions,
+                args.examples,
+                args.reps,
+                args.walks,
+            ) {
                 Ok(r) if args.json => println!("{}", serde_json::to_string(&r)?),
                 Ok(r) => println!(
                     "{:<14} {:<5} {:<34} {:>6} {:>5} {:>10.4} {:>14.0} {:>9.2}",

@@ -7,8 +7,10 @@ use nshap::cpu::CpuBackend;
 use nshap::model::players::find_player_nodes;
 use nshap::model::stats::{flops, parameters, total_flops, total_parameters};
 use nshap::model::{
-    Backend, EvalJob, Examples, Graph, MaskBatch, Metric, PlayerLayer, Players, Source,
+    Backend, Baseline, EvalJob, EvalSet, Examples, Graph, MaskBatch, Metric, PlayerLayer, Players,
+    Source,
 };
+use nshap::resolve_players;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
@@ -77,6 +79,11 @@ pub fn execute(args: InspectArgs) -> Result<()> {
     );
     if !args.players.is_empty() {
         print_selection(g, &args.players)?;
+        let data = match &args.data.data {
+            Some(_) => Some(args.data.load(g)?.0),
+            None => None,
+        };
+        print_cpu_plan(g, data, &args.players)?;
     }
     if args.data.data.is_some() {
         let (data, _) = args.data.load(g)?;
@@ -114,6 +121,44 @@ pub fn execute(args: InspectArgs) -> Result<()> {
 /// Column width for node names: the longest, within 16..48.
 fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
     names.map(str::len).max().unwrap_or(0).clamp(16, 48)
+}
+
+/// How the CPU backend will compute the layers after the players (tables or plain), which
+/// depends on the eval set's size: without --data, for one example.
+fn print_cpu_plan(g: &Graph, data: Option<EvalSet>, items: &[String]) -> Result<()> {
+    let sized = data.is_some();
+    let data = match data {
+        Some(d) => d,
+        None => EvalSet::new(
+            g.input,
+            vec![0.0; g.input.numel()],
+            vec![0],
+            g.num_classes(),
+        )?,
+    };
+    let players = resolve_players(g, &data, items, Baseline::Zero)?;
+    let job = EvalJob {
+        graph: Arc::new(g.clone()),
+        players,
+        data: Arc::new(data),
+        metric: Metric::Accuracy,
+    };
+    let plan = CpuBackend::default().prepare(job)?.info().plan;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "\nCPU backend, layers reading the players{}:",
+        if sized {
+            ""
+        } else {
+            " (for one example; with --data, for the eval set)"
+        }
+    );
+    for line in plan {
+        println!("  {line}");
+    }
+    Ok(())
 }
 
 /// What a --players list selects, node by node, and in total.

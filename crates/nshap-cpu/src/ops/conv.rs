@@ -3,8 +3,14 @@
 use nshap_model::{Conv2d, Shape};
 use std::cell::RefCell;
 
-/// Upper bound on the im2col buffer (floats) so large images don't blow memory.
-const COL_BUDGET: usize = 4 << 20;
+/// Target size of the im2col buffer (floats): about one core's L2, so the columns are still
+/// cached when the GEMM packs them (at 4M floats, 16 MiB per thread, im2col and packing
+/// ran from memory and took half the time of a ResNet block; measured in docs/benchmarks.md).
+const COL_BUDGET: usize = 1 << 18;
+
+/// Fewest GEMM columns per call where the image is small (deep layers with few positions):
+/// the weights are packed on every call, which only pays off over enough columns.
+const MIN_COLUMNS: usize = 256;
 
 thread_local! {
     /// Per-thread (im2col columns, GEMM operand) scratch, grown as needed and reused across
@@ -74,7 +80,9 @@ impl Geometry {
             in_row: c.in_channels * h * w,
             out_row: c.out_channels * p,
             pointwise: c.kernel == (1, 1) && c.stride == (1, 1) && c.padding == (0, 0),
-            batch: (COL_BUDGET / (k * p).max(1)).clamp(1, rows.max(1)),
+            batch: (COL_BUDGET / (k * p).max(1))
+                .max(MIN_COLUMNS.div_ceil(p.max(1)))
+                .clamp(1, rows.max(1)),
         }
     }
 }
@@ -164,28 +172,56 @@ fn im2col(
 ) {
     let cin_g = c.in_channels / c.groups;
     let (kh, kw) = c.kernel;
+    let (sy, sx) = c.stride;
+    // Calls to memcpy/memset per output line dominate on small images, so lines are copied
+    // in one block where the layout allows it and padding columns are zeroed with strided
+    // stores across all lines.
+    let same_width = sx == 1 && ow == w;
     for ci in 0..cin_g {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
         for ky in 0..kh {
+            let (oy0, oy1) = valid_range(oh, h, sy, ky * c.dilation.0, c.padding.0);
             for kx in 0..kw {
+                // Output columns whose input column is in bounds: the rest read padding.
+                let (ox0, ox1) = valid_range(ow, w, sx, kx * c.dilation.1, c.padding.1);
                 let krow = (ci * kh + ky) * kw + kx;
                 let dst = &mut col[krow * ld + offset..krow * ld + offset + oh * ow];
-                for oy in 0..oh {
-                    let iy = (oy * c.stride.0 + ky * c.dilation.0) as isize - c.padding.0 as isize;
-                    let line = &mut dst[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
-                        line.fill(0.0);
-                        continue;
+                dst[..oy0 * ow].fill(0.0);
+                dst[oy1 * ow..].fill(0.0);
+                let lines = &mut dst[oy0 * ow..oy1 * ow];
+                if lines.is_empty() {
+                    continue;
+                }
+                let dy = (ky * c.dilation.0) as isize - c.padding.0 as isize;
+                let dx = (kx * c.dilation.1) as isize - c.padding.1 as isize;
+                if same_width {
+                    // Output (oy, ox) reads input index (oy + dy) * w + ox + dx: one contiguous
+                    // run; entries that wrap into a neighbouring line are padding columns,
+                    // zeroed below.
+                    let base = (oy0 as isize + dy) * w as isize + dx;
+                    let j0 = (-base).max(0) as usize;
+                    let j1 = ((h * w) as isize - base).clamp(0, lines.len() as isize) as usize;
+                    let j0 = j0.min(j1);
+                    lines[..j0].fill(0.0);
+                    lines[j1..].fill(0.0);
+                    let from = (base + j0 as isize) as usize;
+                    lines[j0..j1].copy_from_slice(&plane[from..from + (j1 - j0)]);
+                } else {
+                    for (k, line) in lines.chunks_exact_mut(ow).enumerate() {
+                        let iy = ((oy0 + k) as isize * sy as isize + dy) as usize;
+                        let src = &plane[iy * w..(iy + 1) * w];
+                        if ox1 > ox0 {
+                            let ix0 = (ox0 as isize * sx as isize + dx) as usize;
+                            let valid = src[ix0..].iter().step_by(sx);
+                            line[ox0..ox1]
+                                .iter_mut()
+                                .zip(valid)
+                                .for_each(|(d, s)| *d = *s);
+                        }
                     }
-                    let src = &x[ci * h * w + iy as usize * w..][..w];
-                    for (ox, d) in line.iter_mut().enumerate() {
-                        let ix =
-                            (ox * c.stride.1 + kx * c.dilation.1) as isize - c.padding.1 as isize;
-                        *d = if ix < 0 || ix >= w as isize {
-                            0.0
-                        } else {
-                            src[ix as usize]
-                        };
-                    }
+                }
+                for x in (0..ox0).chain(ox1..ow) {
+                    lines[x..].iter_mut().step_by(ow).for_each(|v| *v = 0.0);
                 }
             }
         }
