@@ -1445,3 +1445,56 @@ fn a_long_run_says_early_how_long_its_budget_will_take() {
         "{line}"
     );
 }
+
+/// `nshap bench` on a user's own model: random and permutation-walk coalitions, JSON out, and
+/// the CPU plan (which layers use per-example tables) on stderr.
+#[test]
+fn bench_measures_a_users_own_model() {
+    let base = [
+        "bench",
+        "--backend",
+        "cpu",
+        "--model",
+        &asset("digits-resnet", "model.json"),
+        "--weights",
+        &asset("digits-resnet", "weights.safetensors"),
+        "--data",
+        &asset("digits-resnet", "eval.safetensors"),
+        "--players",
+        "layer1.0.relu1",
+        "--name",
+        "mine",
+        "--coalitions",
+        "40",
+        "--examples",
+        "8",
+        "--reps",
+        "1",
+        "--json",
+    ];
+    for walks in [false, true] {
+        let mut args = base.to_vec();
+        if walks {
+            args.push("--walks");
+        }
+        let (out, err) = ok(&args);
+        let m: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(m["model"], "mine");
+        assert_eq!(m["coalitions"], 40);
+        assert_eq!(m["examples"], 8);
+        assert!(m["coalition_examples_per_second"].as_f64().unwrap() > 0.0);
+        assert!(
+            err.contains("mine on cpu: layer1.0.bn2 (conv2d): table"),
+            "{err}"
+        );
+    }
+    // --players is required with --model.
+    let no_players: Vec<&str> = base
+        .iter()
+        .copied()
+        .filter(|a| *a != "--players" && *a != "layer1.0.relu1")
+        .collect();
+    let o = nshap(&no_players);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--players is required with --model"));
+}
