@@ -122,7 +122,7 @@ CASES = [
      "conv 3x3, BN, residual add, ReLU, pool, linear (players inside the last block)"),
     ("resnet-strided", SmallResnet, (3, 32, 32), "layer1.0.relu2", 64, 32, 16,
      "strided block with its 1x1 shortcut, then the head (players at a block output)"),
-    ("resnet18-32", resnet18, (3, 32, 32), "layer1.0.relu_1", 16, 8, 16,
+    ("resnet18-32", resnet18, (3, 32, 32), "layer1.0.relu_1", 64, 32, 16,
      "torchvision ResNet-18 at 32x32, players layer1.0's output: 7 blocks after them"),
 ]
 

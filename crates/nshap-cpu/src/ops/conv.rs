@@ -22,7 +22,7 @@ thread_local! {
 
 /// Run `f` with this thread's scratch buffers of (at least) the given lengths. Their contents are
 /// stale: every caller writes each entry before reading it.
-fn with_scratch<R>(
+pub(super) fn with_scratch<R>(
     col_len: usize,
     tmp_len: usize,
     f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
@@ -88,6 +88,88 @@ impl Geometry {
 }
 
 pub fn conv2d(
+    c: &Conv2d,
+    in_shape: Shape,
+    out_shape: Shape,
+    input: &[f32],
+    rows: usize,
+    out: &mut [f32],
+) {
+    let Shape::Image { h: oh, w: ow, .. } = out_shape else {
+        unreachable!("conv2d shapes are images (checked at load)");
+    };
+    match without_padding_taps(c, in_shape, out_shape) {
+        Some(smaller) => conv2d_im2col(&smaller, in_shape, out_shape, input, rows, out),
+        None if super::winograd::applies(c) && super::winograd::pays(oh, ow, rows) => {
+            super::winograd::conv3x3(c, in_shape, out_shape, input, rows, out)
+        }
+        None => conv2d_im2col(c, in_shape, out_shape, input, rows, out),
+    }
+}
+
+/// The same convolution without the kernel rows and columns that only ever read padding, when
+/// there are any: a 3x3 conv with padding 1 on a 1x1 image (ResNet's last stage at 32x32) is
+/// its centre tap, a ninth of the work. The kept taps form a rectangle; the conv over it with
+/// the padding reduced accordingly has the same output when that padding stays symmetric.
+fn without_padding_taps(c: &Conv2d, in_shape: Shape, out_shape: Shape) -> Option<Conv2d> {
+    let (Shape::Image { h, w, .. }, Shape::Image { h: oh, w: ow, .. }) = (in_shape, out_shape)
+    else {
+        return None;
+    };
+    let used = |k: usize, n_out: usize, n_in: usize, s: usize, d: usize, pad: usize| {
+        let ok: Vec<usize> = (0..k)
+            .filter(|&t| {
+                let (lo, hi) = valid_range(n_out, n_in, s, t * d, pad);
+                lo < hi
+            })
+            .collect();
+        Some((*ok.first()?, *ok.last()? + 1))
+    };
+    let (y0, y1) = used(c.kernel.0, oh, h, c.stride.0, c.dilation.0, c.padding.0)?;
+    let (x0, x1) = used(c.kernel.1, ow, w, c.stride.1, c.dilation.1, c.padding.1)?;
+    if (y1 - y0, x1 - x0) == c.kernel {
+        return None;
+    }
+    // Output (o) reads input o * s + t * d - pad: dropping taps below t0 shifts pad by t0 * d.
+    let pad_y = c.padding.0.checked_sub(y0 * c.dilation.0)?;
+    let pad_x = c.padding.1.checked_sub(x0 * c.dilation.1)?;
+    let out_len = |n: usize, pad: usize, k: usize, d: usize, s: usize| {
+        (n + 2 * pad)
+            .checked_sub(d * (k - 1) + 1)
+            .map(|v| v / s + 1)
+    };
+    let same = out_len(h, pad_y, y1 - y0, c.dilation.0, c.stride.0) == Some(oh)
+        && out_len(w, pad_x, x1 - x0, c.dilation.1, c.stride.1) == Some(ow);
+    // The reduced conv must also read the same input positions for every kept tap.
+    if !same || pad_y + y0 * c.dilation.0 != c.padding.0 || pad_x + x0 * c.dilation.1 != c.padding.1
+    {
+        return None;
+    }
+    let (kh, kw) = c.kernel;
+    let cin_g = c.in_channels / c.groups;
+    let mut weight = Vec::with_capacity(c.out_channels * cin_g * (y1 - y0) * (x1 - x0));
+    for oc_ci in 0..c.out_channels * cin_g {
+        let taps = &c.weight[oc_ci * kh * kw..(oc_ci + 1) * kh * kw];
+        for ky in y0..y1 {
+            weight.extend_from_slice(&taps[ky * kw + x0..ky * kw + x1]);
+        }
+    }
+    Some(Conv2d {
+        in_channels: c.in_channels,
+        out_channels: c.out_channels,
+        kernel: (y1 - y0, x1 - x0),
+        stride: c.stride,
+        padding: (pad_y, pad_x),
+        dilation: c.dilation,
+        groups: c.groups,
+        weight,
+        bias: c.bias.clone(),
+        has_bias: c.has_bias,
+    })
+}
+
+/// Any convolution as im2col + one GEMM per group and batch of rows.
+pub(super) fn conv2d_im2col(
     c: &Conv2d,
     in_shape: Shape,
     out_shape: Shape,
@@ -204,8 +286,10 @@ fn im2col(
                     let j0 = j0.min(j1);
                     lines[..j0].fill(0.0);
                     lines[j1..].fill(0.0);
-                    let from = (base + j0 as isize) as usize;
-                    lines[j0..j1].copy_from_slice(&plane[from..from + (j1 - j0)]);
+                    if j1 > j0 {
+                        let from = (base + j0 as isize) as usize;
+                        lines[j0..j1].copy_from_slice(&plane[from..from + (j1 - j0)]);
+                    }
                 } else {
                     for (k, line) in lines.chunks_exact_mut(ow).enumerate() {
                         let iy = ((oy0 + k) as isize * sy as isize + dy) as usize;
@@ -366,5 +450,134 @@ fn col2im(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The textbook loop nest.
+    fn naive_conv(
+        c: &Conv2d,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        x: &[f32],
+        rows: usize,
+    ) -> Vec<f32> {
+        let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
+        let (kh, kw) = c.kernel;
+        let mut out = Vec::new();
+        for r in 0..rows {
+            for o in 0..c.out_channels {
+                let g = o / cout_g;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = c.bias[o];
+                        for ci in 0..cin_g {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * c.stride.0 + ky * c.dilation.0) as isize
+                                        - c.padding.0 as isize;
+                                    let ix = (ox * c.stride.1 + kx * c.dilation.1) as isize
+                                        - c.padding.1 as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let wgt = c.weight[((o * cin_g + ci) * kh + ky) * kw + kx];
+                                    let ch = g * cin_g + ci;
+                                    acc += wgt
+                                        * x[((r * c.in_channels + ch) * h + iy as usize) * w
+                                            + ix as usize];
+                                }
+                            }
+                        }
+                        out.push(acc);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Dropping the taps that only read padding changes no output: every small image, kernel,
+    /// stride, padding and dilation combination, against the full im2col convolution.
+    #[test]
+    fn dropping_padding_only_taps_changes_nothing() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut reduced = 0;
+        for (h, w) in [
+            (1usize, 1usize),
+            (1, 3),
+            (2, 2),
+            (3, 1),
+            (4, 5),
+            (8, 8),
+            (7, 5),
+        ] {
+            for (k, pad, stride, dil) in [
+                (3usize, 1usize, 1usize, 1usize),
+                (3, 2, 1, 1),
+                (3, 1, 2, 1),
+                (5, 2, 1, 1),
+                (3, 2, 1, 2),
+                (3, 3, 1, 1),
+                (1, 0, 1, 1),
+            ] {
+                let (oh, ow) = match (
+                    (h + 2 * pad).checked_sub(dil * (k - 1) + 1),
+                    (w + 2 * pad).checked_sub(dil * (k - 1) + 1),
+                ) {
+                    (Some(a), Some(b)) => (a / stride + 1, b / stride + 1),
+                    _ => continue,
+                };
+                let (cin, cout, groups) = (4, 6, 2);
+                let c = Conv2d {
+                    in_channels: cin,
+                    out_channels: cout,
+                    kernel: (k, k),
+                    stride: (stride, stride),
+                    padding: (pad, pad),
+                    dilation: (dil, dil),
+                    groups,
+                    weight: (0..cout * cin / groups * k * k)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
+                    bias: (0..cout).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                    has_bias: true,
+                };
+                let in_shape = Shape::Image { c: cin, h, w };
+                let out_shape = Shape::Image {
+                    c: cout,
+                    h: oh,
+                    w: ow,
+                };
+                reduced += usize::from(without_padding_taps(&c, in_shape, out_shape).is_some());
+                let rows = 3;
+                let x: Vec<f32> = (0..rows * cin * h * w)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let mut got = vec![f32::NAN; rows * cout * oh * ow];
+                conv2d(&c, in_shape, out_shape, &x, rows, &mut got);
+                let mut want = vec![f32::NAN; got.len()];
+                conv2d_im2col(&c, in_shape, out_shape, &x, rows, &mut want);
+                let naive = naive_conv(&c, (h, w), (oh, ow), &x, rows);
+                for (i, (a, b)) in want.iter().zip(&naive).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{h}x{w} k{k} p{pad} s{stride} d{dil}: im2col output {i} = {a}, naive {b}"
+                    );
+                }
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{h}x{w} k{k} p{pad} s{stride} d{dil}: output {i} = {a}, full {b}"
+                    );
+                }
+            }
+        }
+        assert!(reduced >= 5, "only {reduced} cases had taps to drop");
     }
 }

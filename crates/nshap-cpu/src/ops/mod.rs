@@ -14,6 +14,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod winograd;
 
 use nshap_model::{Graph, Node, Op};
 
