@@ -100,7 +100,7 @@ pub fn conv2d(
     };
     match without_padding_taps(c, in_shape, out_shape) {
         Some(smaller) => conv2d_im2col(&smaller, in_shape, out_shape, input, rows, out),
-        None if super::winograd::applies(c) && super::winograd::pays(oh, ow, rows) => {
+        None if super::winograd::applies(c) && super::winograd::pays(c, oh, ow, rows) => {
             super::winograd::conv3x3(c, in_shape, out_shape, input, rows, out)
         }
         None => conv2d_im2col(c, in_shape, out_shape, input, rows, out),

@@ -67,8 +67,14 @@ fn transform_weights(c: &Conv2d) -> Vec<f32> {
 /// Whether the Winograd path pays for `rows` rows of output `oh x ow`: the weight transform is
 /// redone per call, which needs enough tiles to amortise, and 1-wide outputs waste most of a
 /// 2x2 tile.
-pub fn pays(oh: usize, ow: usize, rows: usize) -> bool {
-    oh >= 2 && ow >= 2 && rows * oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES
+///
+/// Only for images whose transformed input fits the batch budget with one example: the
+/// transforms run over examples as vectors, and on large images (56x56 at 64 channels: 0.8M
+/// floats per example) they ran from memory with one example per batch and the conv was 1.6x
+/// slower than im2col (ResNet-18 at 224x224, measured side by side).
+pub fn pays(c: &Conv2d, oh: usize, ow: usize, rows: usize) -> bool {
+    let tiles = oh.div_ceil(2) * ow.div_ceil(2);
+    oh >= 2 && ow >= 2 && rows * tiles >= MIN_TILES && 16 * c.in_channels * tiles <= V_BUDGET
 }
 
 pub fn conv3x3(
