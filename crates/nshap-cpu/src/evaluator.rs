@@ -63,11 +63,6 @@ impl CpuEvaluator {
         CpuEvaluator::with_plan(job, plan, options)
     }
 
-    /// What the plan picked for each conv and linear layer after a player node.
-    pub fn choices(&self) -> &[String] {
-        &self.plan.choices
-    }
-
     /// An evaluator that never moves masks past channel-wise ops (the plain path, for tests).
     #[cfg(test)]
     pub(crate) fn without_pushdown(

@@ -244,13 +244,15 @@ fn steps(
     coalitions: std::ops::Range<usize>,
     channels: usize,
 ) -> Vec<Step> {
+    let mut prev: Option<Vec<bool>> = None;
     coalitions
-        .clone()
         .map(|m| {
             let present: Vec<bool> = (0..channels).map(|c| present_of(m, c)).collect();
-            let prev: Option<Vec<bool>> = (m % CHAIN != 0 && m > coalitions.start)
-                .then(|| (0..channels).map(|c| present_of(m - 1, c)).collect());
-            Step::choose(&present, prev.as_deref())
+            // The row before, unless this row starts a chain (or the range).
+            let before = prev.as_deref().filter(|_| m % CHAIN != 0);
+            let step = Step::choose(&present, before);
+            prev = Some(present);
+            step
         })
         .collect()
 }

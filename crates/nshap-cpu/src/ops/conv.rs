@@ -116,14 +116,14 @@ fn without_padding_taps(c: &Conv2d, in_shape: Shape, out_shape: Shape) -> Option
     else {
         return None;
     };
+    // The first and one past the last tap that reads the input for some output.
     let used = |k: usize, n_out: usize, n_in: usize, s: usize, d: usize, pad: usize| {
-        let ok: Vec<usize> = (0..k)
-            .filter(|&t| {
-                let (lo, hi) = valid_range(n_out, n_in, s, t * d, pad);
-                lo < hi
-            })
-            .collect();
-        Some((*ok.first()?, *ok.last()? + 1))
+        let mut ok = (0..k).filter(|&t| {
+            let (lo, hi) = valid_range(n_out, n_in, s, t * d, pad);
+            lo < hi
+        });
+        let first = ok.next()?;
+        Some((first, ok.next_back().unwrap_or(first) + 1))
     };
     let (y0, y1) = used(c.kernel.0, oh, h, c.stride.0, c.dilation.0, c.padding.0)?;
     let (x0, x1) = used(c.kernel.1, ow, w, c.stride.1, c.dilation.1, c.padding.1)?;
@@ -140,9 +140,9 @@ fn without_padding_taps(c: &Conv2d, in_shape: Shape, out_shape: Shape) -> Option
     };
     let same = out_len(h, pad_y, y1 - y0, c.dilation.0, c.stride.0) == Some(oh)
         && out_len(w, pad_x, x1 - x0, c.dilation.1, c.stride.1) == Some(ow);
-    // The reduced conv must also read the same input positions for every kept tap.
-    if !same || pad_y + y0 * c.dilation.0 != c.padding.0 || pad_x + x0 * c.dilation.1 != c.padding.1
-    {
+    // Kept tap t reads o * s + t * d - pad = o * s + (t - t0) * d - (pad - t0 * d): the same
+    // input positions, over the same outputs when the sizes agree.
+    if !same {
         return None;
     }
     let (kh, kw) = c.kernel;
