@@ -10,6 +10,12 @@
 // workgroup covers 256 pixels x 16 channels. Grid: x (+ z overflow) over pixel tiles, y over
 // groups x channel tiles. Weights are transposed at upload to [groups][K][C_out / groups] so the
 // four channel weights of one k are adjacent.
+//
+// An in-bounds read of input channel ch is `keep * x + shift` (padding stays 0), set per channel
+// by params.in_mode: the value (0); the value minus the channel's baseline (1: building a table,
+// see table_sum.wgsl); the baseline alone (2: the all-absent input); or, per pixel, the value when
+// the pixel's coalition has player in_mask_offset + ch and its baseline when not (3: the mask
+// applied on read of a shared tensor, so no masked copy per coalition is ever written).
 
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
 @group(0) @binding(2) var<storage, read> wt: array<store_t>;
@@ -34,9 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var base: array<u32, 4>;
     var iy0: array<i32, 4>;
     var ix0: array<i32, 4>;
+    // The first mask word of each pixel's coalition (in_mode 3).
+    var mask_row: array<u32, 4>;
     for (var i = 0u; i < 4u; i++) {
         let p = min(tile * 256u + lid.x + 64u * i, n_total - 1u);
         let row = p / hw_out;
+        mask_row[i] = (params.mask_row0 + row / params.rows_per_coalition) * params.mask_words;
         let rem = p % hw_out;
         let oy = rem / params.w_out;
         let ox = rem % params.w_out;
@@ -60,6 +69,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var k = 0u;
     for (var ci = 0u; ci < cin_g; ci++) {
         let plane = ci * hw_in;
+        var keep = vec4<f32>(1.0);
+        var shift = vec4<f32>(0.0);
+        if params.in_mode != 0u {
+            let player = params.in_mask_offset + g * cin_g + ci;
+            let b = baselines[player];
+            if params.in_mode == 1u {
+                shift = vec4<f32>(-b);
+            } else if params.in_mode == 2u {
+                keep = vec4<f32>(0.0);
+                shift = vec4<f32>(b);
+            } else {
+                for (var i = 0u; i < 4u; i++) {
+                    let present = ((masks[mask_row[i] + player / 32u] >> (player % 32u)) & 1u) == 1u;
+                    keep[i] = select(0.0, 1.0, present);
+                    shift[i] = select(b, 0.0, present);
+                }
+            }
+        }
         for (var ky = 0u; ky < params.k_h; ky++) {
             for (var kx = 0u; kx < params.k_w; kx++) {
                 let wrow = (g * k_len + k) * cout_g;
@@ -71,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                     let iy = iy0[i] + dy;
                     let ix = ix0[i] + dx;
                     if iy >= 0 && iy < h_in && ix >= 0 && ix < w_in {
-                        a[i] = f32(x[base[i] + plane + u32(iy) * params.w_in + u32(ix)]);
+                        a[i] = fma(f32(x[base[i] + plane + u32(iy) * params.w_in + u32(ix)]), keep[i], shift[i]);
                     }
                 }
                 acc0 = fma(vec4<f32>(a.x), b, acc0);

@@ -48,8 +48,13 @@ struct Params {
     // linear.wgsl: features per output row; c_out is the width of this part of the layer (a
     // weight too large for one binding is split over outputs) and out_offset its first feature.
     out_stride: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // conv2d.wgsl: what an in-bounds read of input channel ch becomes. 0 the value; 1 the value
+    // minus baselines[in_mask_offset + ch] (a table's build); 2 that baseline (the all-absent
+    // input); 3 the value if player in_mask_offset + ch is in the row's coalition, else its
+    // baseline (the mask applied on read, instead of a masked copy per coalition).
+    // table_sum.wgsl: in_mask_offset is the global index of the table layer's first player.
+    in_mode: u32,
+    in_mask_offset: u32,
     _pad2: u32,
 }
 

@@ -127,8 +127,8 @@ pub fn load_fixture_model(dir: &Path) -> (Graph, EvalSet) {
 /// The backends every conformance test runs on. The GPU backend is included whenever an
 /// adapter exists; with NSHAP_REQUIRE_GPU=1 a missing adapter fails the test.
 pub fn backends() -> Vec<(&'static str, Box<dyn Backend>)> {
-    // The CPU backend as it runs (per-example tables where they pay) and without tables (every
-    // conv and linear layer plain), so both paths are held to the PyTorch references.
+    // Each backend as it runs (per-example tables where they pay) and without its fast paths
+    // (every conv and linear layer plain), so both paths are held to the PyTorch references.
     let plain = nshap::cpu::CpuOptions {
         tables: false,
         ..nshap::cpu::CpuOptions::default()
@@ -141,7 +141,17 @@ pub fn backends() -> Vec<(&'static str, Box<dyn Backend>)> {
         ),
     ];
     match nshap::make_backend(nshap::BackendChoice::Gpu) {
-        Ok(gpu) => list.push(("gpu", gpu)),
+        Ok(gpu) => {
+            list.push(("gpu", gpu));
+            // Without pushdown, tables and the mask on read: every op as written.
+            let plain = nshap::gpu::GpuOptions {
+                fast_paths: false,
+                ..nshap::gpu::GpuOptions::default()
+            };
+            let plain = nshap::make_backend_with(nshap::BackendChoice::Gpu, plain)
+                .expect("a second backend on the adapter that just opened");
+            list.push(("gpu-plain", plain));
+        }
         Err(e) => {
             if std::env::var("NSHAP_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("NSHAP_REQUIRE_GPU=1 but no GPU backend: {e:#}");

@@ -1,5 +1,5 @@
 //! The fast paths agree with the plain computation: masks pushed down past channel-wise ops
-//! (`pushdown.rs`), per-example tables of the conv and linear layers that read a player node
+//! (`nshap_model::pushdown`), per-example tables of the conv and linear layers that read a player node
 //! (`table.rs`, incremental along permutation walks), and shared operands of multi-input ops
 //! broadcast over coalitions in the dependent stage (`dependent.rs`).
 //!

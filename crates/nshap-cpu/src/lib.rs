@@ -20,7 +20,6 @@ pub mod measures;
 pub mod ops;
 mod plan;
 mod pool;
-mod pushdown;
 mod shared;
 mod table;
 

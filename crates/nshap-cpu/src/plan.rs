@@ -6,6 +6,7 @@
 
 use crate::table::TableSpec;
 use nshap_model::fold::fold_batchnorm;
+use nshap_model::pushdown::{push_down, Flatten};
 use nshap_model::{BackendError, Graph, Players, Source};
 
 pub struct Plan {
@@ -52,7 +53,7 @@ impl Plan {
     ) -> Result<Plan, BackendError> {
         let (graph, players) = fold_batchnorm(graph, players);
         let players = if options.pushdown {
-            crate::pushdown::push_down(&graph, &players)
+            push_down(&graph, &players, Flatten::Through)
         } else {
             players
         };

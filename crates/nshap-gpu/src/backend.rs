@@ -71,14 +71,8 @@ impl Backend for GpuBackend {
                 ),
             });
         }
-        let evaluator = GpuEvaluator::new(
-            self.ctx.clone(),
-            self.pipelines.clone(),
-            self.options.precision,
-            self.options.memory_budget_bytes,
-            self.options.max_weight_binding_bytes,
-            job,
-        )?;
+        let evaluator =
+            GpuEvaluator::new(self.ctx.clone(), self.pipelines.clone(), &self.options, job)?;
         Ok(Box::new(evaluator))
     }
 }

@@ -8,6 +8,11 @@
 //! a channel copy moves only the channels it copies (one concat input, a slice's range). Shared
 //! (prefix) steps run once per example, not per coalition, and are reported with `shared = true`;
 //! their cost per coalition-example is theirs divided by the coalitions in a chunk.
+//!
+//! A table sum (`table_sum.wgsl`) counts one add per present-or-absent channel of its group per
+//! output for random coalitions (a GEMM of the mask with the table: every entry is visited) and
+//! reads the table once per tile of 16 coalitions; along a permutation walk it is one add and one
+//! table entry per output ([`StepCost::walk_flops`]).
 
 use crate::plan::{Plan, StepOp};
 use nshap_model::graph::adaptive_window;
@@ -23,6 +28,10 @@ pub struct StepCost {
     pub flops: u64,
     /// Bytes moved at 4 bytes per element (halve for f16 storage).
     pub bytes: u64,
+    /// FLOPs and bytes when the coalitions are consecutive steps of permutation walks (each one
+    /// player from the one before): less for table sums, the same for everything else.
+    pub walk_flops: u64,
+    pub walk_bytes: u64,
 }
 
 /// Per-step costs of the plan the GPU backend runs for `graph` and `players` (after batchnorm
@@ -41,16 +50,31 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
                 .sum();
             let spatial = plan.tensors[step.output].shape.spatial() as u64;
             let mut bytes = 4 * (out + inputs);
+            let mut walk = None;
             let flops = match &step.op {
-                StepOp::Linear { node, .. } | StepOp::Conv2d { node } => {
-                    let mac = match &graph.nodes[*node].op {
-                        Op::Linear(l) => l.in_features as u64,
-                        Op::Conv2d(c) => {
-                            (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64
-                        }
-                        _ => 0,
+                StepOp::TableBuild { node } => {
+                    // One multiply-add per table entry and tap (a linear layer's taps are the
+                    // positions of its flattened input).
+                    let taps = match &graph.nodes[*node].op {
+                        Op::Conv2d(c) => (c.kernel.0 * c.kernel.1) as u64,
+                        _ => plan.tensors[step.inputs[0]].shape.spatial() as u64,
                     };
-                    2 * out * mac
+                    2 * out * taps
+                }
+                StepOp::TableBase { node } => 2 * out * macs_per_output(&graph.nodes[*node].op),
+                StepOp::TableSum {
+                    channels,
+                    groups,
+                    block,
+                    ..
+                } => {
+                    let table = plan.tensors[step.inputs[0]].shape.numel() as u64;
+                    bytes = 4 * (2 * out + table / 16);
+                    walk = Some((out, 4 * (out + *block as u64)));
+                    out * (channels / groups) as u64
+                }
+                StepOp::Linear { node, .. } | StepOp::Conv2d { node } => {
+                    2 * out * macs_per_output(&graph.nodes[*node].op)
                 }
                 StepOp::MaxPool(p) | StepOp::AvgPool(p) => out * (p.kernel.0 * p.kernel.1) as u64,
                 StepOp::AdaptiveAvgPool => adaptive_taps(
@@ -77,12 +101,19 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
                 (StepOp::ChannelCopy { .. }, _) | (_, None) => 0,
                 (_, Some(_)) => out,
             };
+            let act = match (&step.op, step.act) {
+                (StepOp::ChannelCopy { .. }, _) | (_, None) => 0,
+                (_, Some(_)) => out,
+            };
+            let (walk_flops, walk_bytes) = walk.unwrap_or((flops - act, bytes));
             StepCost {
                 label: step.label.clone(),
                 kernel: step.op.kernel().name(),
                 shared: plan.tensors[step.output].shared,
                 flops,
                 bytes,
+                walk_flops: walk_flops + act,
+                walk_bytes,
             }
         })
         .collect();
@@ -93,8 +124,19 @@ pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepC
         shared: false,
         flops: 3 * classes,
         bytes: 4 * (classes + 1),
+        walk_flops: 3 * classes,
+        walk_bytes: 4 * (classes + 1),
     });
     costs
+}
+
+/// Multiply-adds per output element of a conv or linear node.
+fn macs_per_output(op: &Op) -> u64 {
+    match op {
+        Op::Linear(l) => l.in_features as u64,
+        Op::Conv2d(c) => (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64,
+        _ => 0,
+    }
 }
 
 /// Input elements summed over the windows of adaptive average pooling from `input` to `output`

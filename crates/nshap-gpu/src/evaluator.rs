@@ -11,9 +11,9 @@ use crate::chunk::{self, ChunkLimits, Chunks};
 use crate::device::GpuContext;
 use crate::error::GpuError;
 use crate::kernels::{Kernel, Pipelines};
-use crate::options::Precision;
+use crate::options::{GpuOptions, Precision};
 use crate::params::{self, ChunkRows, Dispatch, Params};
-use crate::plan::{Plan, Slot, StepOp, TensorId};
+use crate::plan::{Plan, PlanOptions, Slot, StepOp, TensorId};
 use nshap_model::backend::check_request;
 use nshap_model::{
     BackendError, BackendInfo, EvalJob, Evaluator, Examples, Graph, MaskBatch, Metric, Op,
@@ -62,22 +62,31 @@ impl GpuEvaluator {
     pub fn new(
         ctx: Arc<GpuContext>,
         pipelines: Arc<Pipelines>,
-        precision: Precision,
-        budget: u64,
-        max_weight_bytes: Option<u64>,
+        options: &GpuOptions,
         job: EvalJob,
     ) -> Result<GpuEvaluator, GpuError> {
+        let (precision, budget) = (options.precision, options.memory_budget_bytes);
         let (graph, players) = nshap_model::fold::fold_batchnorm(&job.graph, &job.players);
         let limits = &ctx.limits;
         let device_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let max_binding = max_weight_bytes.map_or(device_binding, |m| m.min(device_binding));
-        let plan = Plan::build_split(
+        let max_binding = options
+            .max_weight_binding_bytes
+            .map_or(device_binding, |m| m.min(device_binding));
+        let elements =
+            |bytes: u64| usize::try_from(bytes / precision.bytes() as u64).unwrap_or(usize::MAX);
+        let plan = Plan::build_with(
             &graph,
             &players,
-            usize::try_from(max_binding / precision.bytes() as u64).unwrap_or(usize::MAX),
+            PlanOptions {
+                max_weight_elements: elements(max_binding),
+                fast_paths: options.fast_paths,
+                // At least four examples' tables in one binding and in the memory budget.
+                max_table_elements: elements(device_binding.min(budget) / 4),
+            },
         );
+        let players = plan.players.clone();
         let device = &ctx.device;
         let mut step_pipelines = Vec::new();
         let mut step_weights = Vec::new();
@@ -98,13 +107,37 @@ impl GpuEvaluator {
                     }
                     _ => (None, None),
                 },
-                StepOp::Conv2d { node } => match &graph.nodes[*node].op {
-                    Op::Conv2d(c) => (
-                        Some(buffers::transpose_conv(&c.weight, c.out_channels, c.groups)),
-                        Some(c.bias.clone()),
-                    ),
-                    _ => (None, None),
-                },
+                StepOp::Conv2d { node }
+                | StepOp::TableBuild { node }
+                | StepOp::TableBase { node } => {
+                    // The transposed layouts of conv2d.wgsl serve a table's build too: group c of
+                    // the per-channel conv reads weights [c][taps][outputs of c's group], which is
+                    // where the layer's own layout has them (a linear layer's [in][out] likewise).
+                    let (weights, bias) = match &graph.nodes[*node].op {
+                        Op::Conv2d(c) => (
+                            buffers::transpose_conv(&c.weight, c.out_channels, c.groups),
+                            c.bias.clone(),
+                        ),
+                        Op::Linear(l) => (
+                            buffers::transpose_linear(&l.weight, l.out_features, l.in_features),
+                            l.bias.clone(),
+                        ),
+                        _ => {
+                            unreachable!("conv-kernel steps are planned for conv and linear nodes")
+                        }
+                    };
+                    let bias = match &step.op {
+                        StepOp::TableBuild { .. } => {
+                            vec![
+                                0.0;
+                                plan.tensors[step.output].shape.numel()
+                                    / graph.nodes[*node].shape.spatial()
+                            ]
+                        }
+                        _ => bias,
+                    };
+                    (Some(weights), Some(bias))
+                }
                 StepOp::Affine { node } => match &graph.nodes[*node].op {
                     Op::BatchNorm(bn) => {
                         (None, Some([bn.scale.clone(), bn.shift.clone()].concat()))
@@ -126,7 +159,10 @@ impl GpuEvaluator {
                 let bytes = (w.len() * precision.bytes()) as u64;
                 if bytes > max_binding {
                     let node = match &step.op {
-                        StepOp::Linear { node, .. } | StepOp::Conv2d { node } => *node,
+                        StepOp::Linear { node, .. }
+                        | StepOp::Conv2d { node }
+                        | StepOp::TableBuild { node }
+                        | StepOp::TableBase { node } => *node,
                         _ => unreachable!("only linear and conv steps carry weight matrices"),
                     };
                     return Err(GpuError::WeightTooLarge {
@@ -293,7 +329,9 @@ impl GpuEvaluator {
             .zip(&self.step_weights)
             .map(|(step, w)| {
                 let second = match (&step.op, step.inputs.get(1)) {
-                    (StepOp::Add | StepOp::Mul { .. }, Some(&t)) => self.slot_buffer(t),
+                    (StepOp::Add | StepOp::Mul { .. } | StepOp::TableSum { .. }, Some(&t)) => {
+                        self.slot_buffer(t)
+                    }
                     _ => w.weights.as_ref().unwrap_or(&self.dummy),
                 };
                 make(
@@ -651,7 +689,7 @@ impl Evaluator for GpuEvaluator {
                 "{} ({:?} {}, {} {})",
                 s.name, self.precision, s.backend, s.driver, s.driver_info
             ),
-            plan: Vec::new(),
+            plan: self.plan.choices.clone(),
         }
     }
 

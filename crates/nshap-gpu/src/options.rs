@@ -35,6 +35,10 @@ pub struct GpuOptions {
     /// Larger linear weights are split over output features into parts that fit (a conv weight
     /// that does not fit is an error naming it). Lower it to exercise the split on small models.
     pub max_weight_binding_bytes: Option<u64>,
+    /// Masks moved past channel-wise ops, per-example tables for the conv and linear layers that
+    /// read a player node, and the mask applied on read (see `plan.rs`). Off: every op of the
+    /// network runs as written, the reference the fast paths are tested against.
+    pub fast_paths: bool,
 }
 
 impl Default for GpuOptions {
@@ -44,6 +48,7 @@ impl Default for GpuOptions {
             precision: Precision::F32,
             adapter: None,
             max_weight_binding_bytes: None,
+            fast_paths: true,
         }
     }
 }

@@ -44,12 +44,55 @@ pub(crate) struct Params {
     pub in_channel0: u32,
     /// linear: features per output row (`c_out` is this part's width, `out_offset` its first).
     pub out_stride: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// conv2d: how input reads are transformed (see `InMode`); table_sum: unused.
+    pub in_mode: u32,
+    /// conv2d modes 1-3 and table_sum: the global index of the input layer's first player.
+    pub in_mask_offset: u32,
     pub _pad2: u32,
 }
 
 const NO_MASK: u32 = u32::MAX;
+/// Coalitions per thread of table_sum.wgsl (its `TILE`).
+const TABLE_TILE: u64 = 16;
+
+/// The shape parameters of one conv-kernel launch.
+struct ConvGeometry {
+    kernel: (u32, u32),
+    stride: (u32, u32),
+    padding: (u32, u32),
+    dilation: (u32, u32),
+    groups: u32,
+    c_out: u32,
+}
+
+fn conv_geometry(c: &nshap_model::Conv2d, groups: usize, c_out: usize) -> ConvGeometry {
+    let pair = |(a, b): (usize, usize)| (a as u32, b as u32);
+    ConvGeometry {
+        kernel: pair(c.kernel),
+        stride: pair(c.stride),
+        padding: pair(c.padding),
+        dilation: pair(c.dilation),
+        groups: groups as u32,
+        c_out: c_out as u32,
+    }
+}
+
+/// Set a conv launch's shape parameters; its workgroup counts (conv2d.wgsl's grid).
+fn conv_grid(p: &mut Params, g: ConvGeometry, rows: u32) -> [u32; 3] {
+    (p.k_h, p.k_w) = g.kernel;
+    (p.s_h, p.s_w) = g.stride;
+    (p.p_h, p.p_w) = g.padding;
+    (p.d_h, p.d_w) = g.dilation;
+    p.groups = g.groups;
+    p.c_out = g.c_out;
+    let tiles = (u64::from(rows) * u64::from(p.h_out * p.w_out))
+        .div_ceil(256)
+        .max(1);
+    let x = tiles.min(MAX_GROUPS);
+    p.grid_x = x as u32;
+    let oc_tiles = (g.c_out / g.groups).div_ceil(16);
+    [x as u32, g.groups * oc_tiles, tiles.div_ceil(x) as u32]
+}
 const MAX_GROUPS: u64 = 65_535;
 
 /// One kernel launch: its parameters and workgroup counts.
@@ -117,7 +160,10 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
     let (c_in, h_in, w_in) = dims(plan.tensors[step.inputs[0]].shape);
     let (c_out, h_out, w_out) = dims(out.shape);
     let (act, act_a, act_b) = act_code(step.act);
+    let (in_mode, in_mask_offset) = step.read.mode_and_offset();
     let mut p = Params {
+        in_mode,
+        in_mask_offset,
         rows,
         in_rows0: chunk.of(plan, step.inputs[0]),
         in_rows1: step.inputs.get(1).map_or(1, |&t| chunk.of(plan, t)),
@@ -164,18 +210,53 @@ pub(crate) fn step_dispatch(graph: &Graph, plan: &Plan, step: &Step, chunk: Chun
             let Op::Conv2d(c) = &graph.nodes[*node].op else {
                 unreachable!("plan maps conv nodes")
             };
-            (p.k_h, p.k_w) = (c.kernel.0 as u32, c.kernel.1 as u32);
-            (p.s_h, p.s_w) = (c.stride.0 as u32, c.stride.1 as u32);
-            (p.p_h, p.p_w) = (c.padding.0 as u32, c.padding.1 as u32);
-            (p.d_h, p.d_w) = (c.dilation.0 as u32, c.dilation.1 as u32);
-            p.groups = c.groups as u32;
-            let tiles = (u64::from(rows) * u64::from(h_out * w_out))
-                .div_ceil(256)
-                .max(1);
-            let x = tiles.min(MAX_GROUPS);
-            p.grid_x = x as u32;
-            let oc_tiles = (c.out_channels / c.groups).div_ceil(16) as u32;
-            [x as u32, p.groups * oc_tiles, tiles.div_ceil(x) as u32]
+            conv_grid(&mut p, conv_geometry(c, c.groups, c.out_channels), rows)
+        }
+        StepOp::TableBuild { node } | StepOp::TableBase { node } => {
+            let build = matches!(step.op, StepOp::TableBuild { .. });
+            let (c_out, h_out, w_out) = dims(graph.nodes[*node].shape);
+            (p.h_out, p.w_out) = (h_out, w_out);
+            let geometry = match &graph.nodes[*node].op {
+                // One group per input channel: group c's outputs are T[c] (build).
+                Op::Conv2d(c) if build => conv_geometry(
+                    c,
+                    c.in_channels,
+                    c.in_channels * (c.out_channels / c.groups),
+                ),
+                Op::Conv2d(c) => conv_geometry(c, c.groups, c.out_channels),
+                // A linear layer after a flatten of [C, H, W]: a conv whose kernel is the image,
+                // with one output position.
+                Op::Linear(l) => ConvGeometry {
+                    kernel: (p.h_in, p.w_in),
+                    stride: (1, 1),
+                    padding: (0, 0),
+                    dilation: (1, 1),
+                    groups: if build { p.c_in } else { 1 },
+                    c_out: if build {
+                        p.c_in * l.out_features as u32
+                    } else {
+                        c_out
+                    },
+                },
+                _ => unreachable!("tables are planned for conv and linear nodes"),
+            };
+            conv_grid(&mut p, geometry, rows)
+        }
+        StepOp::TableSum {
+            channels,
+            groups,
+            block,
+            ..
+        } => {
+            p.c_in = *channels as u32;
+            p.groups = *groups as u32;
+            p.out_stride = *block as u32;
+            let j_tiles = u64::from(p.c_out * p.h_out * p.w_out).div_ceil(64);
+            let examples = u64::from(chunk.examples.max(1));
+            let tiles = u64::from(chunk.coalitions).div_ceil(TABLE_TILE);
+            let (grid_x, workgroups) = flat_grid(j_tiles * examples * tiles);
+            p.grid_x = grid_x;
+            workgroups
         }
         StepOp::MaxPool(pool) | StepOp::AvgPool(pool) => {
             (p.k_h, p.k_w) = (pool.kernel.0 as u32, pool.kernel.1 as u32);
@@ -280,7 +361,7 @@ mod tests {
             groups: false, act: false, mask_offset: false, mask_words: false, mask_row0: false,
             rows_per_coalition: false, mode: false, class_index: false, out_offset: false,
             label_offset: false, total: false, act_a: true, act_b: true, in_channel0: false,
-            out_stride: false, _pad0: false, _pad1: false, _pad2: false,
+            out_stride: false, in_mode: false, in_mask_offset: false, _pad2: false,
         ];
         assert_eq!(std::mem::size_of::<Params>(), 144);
         let source = include_str!("../../../shaders/params.wgsl");

@@ -13,12 +13,22 @@
 //!   offset of one output tensor, which is per coalition if any input is (a shared input is then
 //!   broadcast by the copy's `row % B` read); a slice or channel shuffle is one copy step. A mask or
 //!   fused activation of such a node goes to every one of its steps.
+//! - **Fast paths** (on by default, [`PlanOptions::fast_paths`]): masks are first moved past the
+//!   channel-wise ops after their player node (`nshap_model::pushdown`), so those ops join the
+//!   shared prefix. A conv (taps >= 2) or a linear layer after a flatten of `[C, H, W]` (H W >= 2)
+//!   that reads a broadcast player node is computed from per-example tables (`table_sum.wgsl`):
+//!   two shared steps build `T[example, channel]` and the all-absent output, and one step per
+//!   coalition sums the present channels' entries, one entry per step along a permutation walk.
+//!   Any other conv reading such a node applies the mask on read of the shared tensor. A masked
+//!   copy per coalition is written only for readers that need it (an add, a pool, ...).
 //! - **Buffer reuse**: tensors are assigned to slots by liveness, separately for the shared pool
 //!   (rows = B) and the per-coalition pool (rows = M x B), so memory per row is the peak of live
 //!   tensors, not their sum.
 
 use crate::kernels::Kernel;
+use nshap_model::pushdown::{push_down, Flatten};
 use nshap_model::{Activation, Graph, Op, Players, Pool2d, Shape, Source};
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// Index into [`Plan::tensors`]; tensor 0 is the graph input.
@@ -90,6 +100,73 @@ pub enum StepOp {
     LayerNorm {
         node: usize,
     },
+    /// The per-example table `T[channel][block]` of a conv or linear node that reads a player
+    /// node: the layer applied to each input channel minus its baseline alone, without bias (the
+    /// conv kernel with one group per input channel; a linear layer after a flatten is a conv
+    /// whose kernel covers the whole image). Reads the unmasked shared value.
+    TableBuild {
+        node: usize,
+    },
+    /// The node's output with every player absent (bias included), per example (a conv or a
+    /// linear layer run by the conv kernel on the baselines).
+    TableBase {
+        node: usize,
+    },
+    /// Per coalition: the all-absent output plus the table entries of the present channels.
+    /// Inputs: the table and the all-absent output.
+    TableSum {
+        node: usize,
+        channels: usize,
+        groups: usize,
+        /// Outputs one channel reaches (one group's output channels x positions).
+        block: usize,
+    },
+}
+
+/// How a conv-kernel step reads its input (conv2d.wgsl `in_mode`); `offset` is the global index
+/// of the input layer's first player.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Read {
+    #[default]
+    Plain,
+    /// Value minus the channel's baseline (a table's build).
+    MinusBaseline { offset: usize },
+    /// The channel's baseline (the all-absent input).
+    Baseline { offset: usize },
+    /// The coalition's mask applied on read of a shared tensor.
+    Masked { offset: usize },
+}
+
+impl Read {
+    pub fn mode_and_offset(self) -> (u32, u32) {
+        match self {
+            Read::Plain => (0, 0),
+            Read::MinusBaseline { offset } => (1, offset as u32),
+            Read::Baseline { offset } => (2, offset as u32),
+            Read::Masked { offset } => (3, offset as u32),
+        }
+    }
+}
+
+/// What the plan may do beyond the plain forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Linear weights of more elements are split over output features (one binding each).
+    pub max_weight_elements: usize,
+    /// Pushdown, tables and the mask on read (see the module doc); off: every op runs as written.
+    pub fast_paths: bool,
+    /// Largest table per example, in elements (a table lives in the shared pool, per example).
+    pub max_table_elements: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            max_weight_elements: usize::MAX,
+            fast_paths: true,
+            max_table_elements: usize::MAX,
+        }
+    }
 }
 
 impl StepOp {
@@ -105,6 +182,8 @@ impl StepOp {
             StepOp::Mul { .. } => Kernel::Mul,
             StepOp::ChannelCopy { .. } => Kernel::ChannelCopy,
             StepOp::LayerNorm { .. } => Kernel::LayerNorm,
+            StepOp::TableBuild { .. } | StepOp::TableBase { .. } => Kernel::Conv2d,
+            StepOp::TableSum { .. } => Kernel::TableSum,
         }
     }
 }
@@ -118,6 +197,8 @@ pub struct Step {
     pub act: Option<Activation>,
     /// Global index of the first player of the node this step masks.
     pub mask: Option<usize>,
+    /// How a conv-kernel step reads its input.
+    pub read: Read,
     /// Name of the graph node whose value this step (finally) produces, for costs and messages.
     pub label: String,
 }
@@ -136,12 +217,17 @@ pub struct Plan {
     pub shared_slots: Vec<usize>,
     /// Elements per row of each per-coalition slot.
     pub suffix_slots: Vec<usize>,
+    /// The players the steps' masks refer to (moved past channel-wise ops when fast paths are
+    /// on): their baselines are the ones to upload.
+    pub players: Players,
+    /// One line per decision of the fast paths, for `BackendInfo::plan`.
+    pub choices: Vec<String>,
 }
 
 impl Plan {
-    /// The plan with every weight in one binding.
+    /// The plan with every weight in one binding and the fast paths on.
     pub fn build(graph: &Graph, players: &Players) -> Plan {
-        Plan::build_split(graph, players, usize::MAX)
+        Plan::build_with(graph, players, PlanOptions::default())
     }
 
     /// The plan with every linear weight of more than `max_weight_elements` elements split over
@@ -149,6 +235,31 @@ impl Plan {
     /// `max_storage_buffer_binding_size` bytes at once: 128 MiB on lavapipe, less than VGG's
     /// first classifier layer).
     pub fn build_split(graph: &Graph, players: &Players, max_weight_elements: usize) -> Plan {
+        Plan::build_with(
+            graph,
+            players,
+            PlanOptions {
+                max_weight_elements,
+                ..PlanOptions::default()
+            },
+        )
+    }
+
+    pub fn build_with(graph: &Graph, players: &Players, options: PlanOptions) -> Plan {
+        let fast = options.fast_paths;
+        let original = players;
+        let max_weight_elements = options.max_weight_elements;
+        let pushed;
+        let players = if fast {
+            pushed = push_down(graph, players, Flatten::KeepChannels);
+            &pushed
+        } else {
+            players
+        };
+        let mut choices = Vec::new();
+        // Per-coalition tensors that are a masked broadcast of a shared one: (the shared tensor,
+        // global index of the layer's first player).
+        let mut broadcast: HashMap<TensorId, (TensorId, usize)> = HashMap::new();
         let mut tensors = vec![Tensor {
             shape: graph.input,
             shared: true,
@@ -227,7 +338,37 @@ impl Plan {
                 }
                 Op::Linear(l) => {
                     let parts = linear_parts(l.out_features, l.in_features, max_weight_elements);
-                    if parts.len() == 1 {
+                    // A table when the layer reads a broadcast player node of several positions
+                    // per channel (after a flatten): a channel's block of features costs one add.
+                    let table = broadcast
+                        .get(&inputs[0])
+                        .filter(|_| fast && parts.len() == 1)
+                        .map(|&(src, offset)| (src, offset, tensors[src].shape))
+                        .filter(|&(_, _, shape)| {
+                            let channels = shape.channels();
+                            shape.spatial() >= 2
+                                && channels * l.out_features <= options.max_table_elements
+                                && channels * l.out_features.div_ceil(16) <= MAX_GRID
+                        });
+                    if let Some((src, offset, shape)) = table {
+                        choices.push(format!(
+                            "{}: table of {} channels x {} outputs per example ({}x fewer \
+                             multiply-adds per coalition; one add per output along a walk)",
+                            node.name,
+                            shape.channels(),
+                            l.out_features,
+                            shape.spatial()
+                        ));
+                        let table = TableStep {
+                            node: i,
+                            source: src,
+                            offset,
+                            channels: shape.channels(),
+                            groups: 1,
+                            block: l.out_features,
+                        };
+                        push_tables(&mut tensors, &mut steps, node, table)
+                    } else if parts.len() == 1 {
                         new_step(
                             StepOp::Linear {
                                 node: i,
@@ -252,13 +393,64 @@ impl Plan {
                                 output,
                                 act: None,
                                 mask: None,
+                                read: Read::Plain,
                                 label: format!("{} (outputs part {k} of {count})", node.name),
                             });
                         }
                         first..steps.len()
                     }
                 }
-                Op::Conv2d(_) => new_step(StepOp::Conv2d { node: i }, &mut tensors, &mut steps),
+                Op::Conv2d(c) => match broadcast.get(&inputs[0]).filter(|_| fast) {
+                    Some(&(src, offset)) => {
+                        let taps = c.kernel.0 * c.kernel.1;
+                        let cout_g = c.out_channels / c.groups;
+                        let block = cout_g * node.shape.spatial();
+                        let fits = c.in_channels * block <= options.max_table_elements
+                            && c.in_channels * cout_g.div_ceil(16) <= MAX_GRID;
+                        if taps >= 2 && fits {
+                            choices.push(format!(
+                                "{}: table of {} channels x {} outputs per example ({}x fewer \
+                                 multiply-adds per coalition; one add per output along a walk)",
+                                node.name, c.in_channels, block, taps
+                            ));
+                            let table = TableStep {
+                                node: i,
+                                source: src,
+                                offset,
+                                channels: c.in_channels,
+                                groups: c.groups,
+                                block,
+                            };
+                            push_tables(&mut tensors, &mut steps, node, table)
+                        } else {
+                            choices.push(format!(
+                                "{}: mask applied on read of the shared input ({})",
+                                node.name,
+                                if taps < 2 {
+                                    "a 1x1 conv gains nothing from a table"
+                                } else {
+                                    "its table would exceed the memory limit"
+                                }
+                            ));
+                            tensors.push(Tensor {
+                                shape: node.shape,
+                                shared: false,
+                                slot: Slot::Input,
+                            });
+                            steps.push(Step {
+                                op: StepOp::Conv2d { node: i },
+                                inputs: vec![src],
+                                output: tensors.len() - 1,
+                                act: None,
+                                mask: None,
+                                read: Read::Masked { offset },
+                                label: node.name.clone(),
+                            });
+                            steps.len() - 1..steps.len()
+                        }
+                    }
+                    None => new_step(StepOp::Conv2d { node: i }, &mut tensors, &mut steps),
+                },
                 Op::BatchNorm(_) | Op::Scale(_) | Op::Prelu(_) => {
                     new_step(StepOp::Affine { node: i }, &mut tensors, &mut steps)
                 }
@@ -331,6 +523,7 @@ impl Plan {
                             output,
                             act: None,
                             mask: None,
+                            read: Read::Plain,
                             label: part_label(&node.name, k, inputs.len()),
                         });
                         at += channels;
@@ -354,8 +547,10 @@ impl Plan {
                         output: tensors.len() - 1,
                         act: None,
                         mask: Some(offset),
+                        read: Read::Plain,
                         label: format!("{} (mask, broadcast)", node.name),
                     });
+                    broadcast.insert(tensors.len() - 1, (out, offset));
                     out = tensors.len() - 1;
                     made = steps.len() - 1..steps.len();
                 } else {
@@ -370,6 +565,25 @@ impl Plan {
         }
 
         let logits = value.last().copied().unwrap_or(0);
+        if fast {
+            choices.extend(pushdown_choices(graph, original, players));
+            // A broadcast whose readers all read the shared tensor themselves is never written.
+            let read: std::collections::HashSet<TensorId> = steps
+                .iter()
+                .flat_map(|s| s.inputs.iter().copied())
+                .collect();
+            steps.retain(|s| {
+                let unread = !read.contains(&s.output) && s.output != logits;
+                let dropped = broadcast.contains_key(&s.output) && unread;
+                if broadcast.contains_key(&s.output) && !dropped {
+                    choices.push(format!(
+                        "{}: a masked copy per coalition (read by an op that needs one)",
+                        s.label.trim_end_matches(" (mask, broadcast)")
+                    ));
+                }
+                !dropped
+            });
+        }
         let (shared_steps, suffix_steps): (Vec<Step>, Vec<Step>) =
             steps.into_iter().partition(|s| tensors[s.output].shared);
         let shared_slots = assign_slots(&mut tensors, &shared_steps, &suffix_steps, logits, true);
@@ -381,6 +595,8 @@ impl Plan {
             logits,
             shared_slots,
             suffix_slots,
+            players: players.clone(),
+            choices,
         }
     }
 
@@ -441,9 +657,97 @@ fn push_step(
         output: tensors.len() - 1,
         act,
         mask: None,
+        read: Read::Plain,
         label: node.name.clone(),
     });
     steps.len() - 1
+}
+
+/// Most workgroups along one grid dimension.
+const MAX_GRID: usize = 65_535;
+
+/// A table to build: conv or linear node `node` reads the broadcast of shared tensor `source`,
+/// whose players start at global index `offset`.
+struct TableStep {
+    node: usize,
+    source: TensorId,
+    offset: usize,
+    channels: usize,
+    groups: usize,
+    block: usize,
+}
+
+/// The three steps of a table node (build and all-absent output, shared; the sum per coalition);
+/// the range of the sum step, which produces the node's value.
+fn push_tables(
+    tensors: &mut Vec<Tensor>,
+    steps: &mut Vec<Step>,
+    node: &nshap_model::Node,
+    t: TableStep,
+) -> Range<usize> {
+    let mut push = |shape: Shape, shared: bool, op: StepOp, inputs: Vec<TensorId>, read, label| {
+        tensors.push(Tensor {
+            shape,
+            shared,
+            slot: Slot::Input,
+        });
+        steps.push(Step {
+            op,
+            inputs,
+            output: tensors.len() - 1,
+            act: None,
+            mask: None,
+            read,
+            label,
+        });
+        tensors.len() - 1
+    };
+    let table = push(
+        Shape::Features(t.channels * t.block),
+        true,
+        StepOp::TableBuild { node: t.node },
+        vec![t.source],
+        Read::MinusBaseline { offset: t.offset },
+        format!("{} (table)", node.name),
+    );
+    let base = push(
+        node.shape,
+        true,
+        StepOp::TableBase { node: t.node },
+        vec![t.source],
+        Read::Baseline { offset: t.offset },
+        format!("{} (all absent)", node.name),
+    );
+    push(
+        node.shape,
+        false,
+        StepOp::TableSum {
+            node: t.node,
+            channels: t.channels,
+            groups: t.groups,
+            block: t.block,
+        },
+        vec![table, base],
+        Read::Masked { offset: t.offset },
+        node.name.clone(),
+    );
+    steps.len() - 1..steps.len()
+}
+
+/// A line per player layer whose mask the pushdown moved.
+fn pushdown_choices(graph: &Graph, before: &Players, after: &Players) -> Vec<String> {
+    before
+        .layers()
+        .iter()
+        .zip(after.layers())
+        .filter(|(b, a)| b.node != a.node)
+        .map(|(b, a)| {
+            format!(
+                "{}: mask moved past the channel-wise ops to {} (they run once per example)",
+                b.name, graph.nodes[a.node].name
+            )
+        })
+        .collect()
 }
 
 /// Greedy liveness allocation of the outputs of `steps` to slots of one pool. Tensors read by
@@ -564,6 +868,18 @@ mod tests {
         }
     }
 
+    /// The plan without fast paths: every op as written.
+    fn plain(graph: &Graph, players: &Players) -> Plan {
+        Plan::build_with(
+            graph,
+            players,
+            PlanOptions {
+                fast_paths: false,
+                ..PlanOptions::default()
+            },
+        )
+    }
+
     fn players(graph: &Graph, names: &[&str]) -> Players {
         Players::new(
             names
@@ -585,7 +901,7 @@ mod tests {
     #[test]
     fn prefix_is_shared_and_first_player_is_broadcast() {
         let g = mlp();
-        let plan = Plan::build(&g, &players(&g, &["relu1"]));
+        let plan = plain(&g, &players(&g, &["relu1"]));
         // fc1+relu1 fused and shared; broadcast with mask; fc2+relu2 fused; fc3.
         assert_eq!(plan.shared_steps.len(), 1);
         assert_eq!(plan.shared_steps[0].act, Some(Activation::Relu));
@@ -600,7 +916,7 @@ mod tests {
     fn deeper_player_gets_a_fused_mask_and_player_producer_is_not_fused() {
         let g = mlp();
         // fc2 is a player: relu2 must not be fused into it (mask before activation).
-        let plan = Plan::build(&g, &players(&g, &["relu1", "fc2"]));
+        let plan = plain(&g, &players(&g, &["relu1", "fc2"]));
         let fc2 = plan.suffix_steps.iter().find(|s| s.label == "fc2").unwrap();
         assert_eq!(fc2.mask, Some(8));
         assert_eq!(fc2.act, None);
@@ -613,7 +929,7 @@ mod tests {
     #[test]
     fn slots_are_reused_and_never_alias_a_step_input() {
         let g = mlp();
-        let plan = Plan::build(&g, &players(&g, &["relu1"]));
+        let plan = plain(&g, &players(&g, &["relu1"]));
         for step in plan.steps() {
             for &i in &step.inputs {
                 assert_ne!(
@@ -675,7 +991,7 @@ mod tests {
     #[test]
     fn concat_is_one_copy_per_input_into_one_per_coalition_tensor() {
         let g = concat_graph();
-        let plan = Plan::build(&g, &players(&g, &["pre"]));
+        let plan = plain(&g, &players(&g, &["pre"]));
         // Shared: pre (unmasked) and the slice `a`. Suffix: broadcast of pre, three concat
         // parts, shuffle, slice.
         assert_eq!(plan.shared_steps.len(), 2);
@@ -713,7 +1029,7 @@ mod tests {
     #[test]
     fn a_player_concat_masks_every_part_and_keeps_its_slot() {
         let g = concat_graph();
-        let plan = Plan::build(&g, &players(&g, &["pre", "cat"]));
+        let plan = plain(&g, &players(&g, &["pre", "cat"]));
         let parts: Vec<&Step> = plan
             .suffix_steps
             .iter()
@@ -768,7 +1084,7 @@ mod tests {
                 image_node("cat", Op::Concat, vec![Source::Input, Source::Node(0)], 6),
             ],
         };
-        let plan = Plan::build(&g, &players(&g, &["cat"]));
+        let plan = plain(&g, &players(&g, &["cat"]));
         assert_eq!(plan.shared_steps.len(), 3);
         assert!(plan.shared_steps.iter().all(|s| s.mask.is_none()));
         assert_eq!(plan.suffix_steps.len(), 1);
@@ -799,7 +1115,7 @@ mod tests {
                 },
             ],
         };
-        let plan = Plan::build(&g, &players(&g, &["sum"]));
+        let plan = plain(&g, &players(&g, &["sum"]));
         let fc1 = plan.steps().find(|s| s.label == "fc1").unwrap();
         assert_eq!(fc1.act, None);
         assert!(plan

@@ -10,6 +10,7 @@ pub mod error;
 pub mod graph;
 pub mod metric;
 pub mod players;
+pub mod pushdown;
 pub mod shape;
 
 pub use backend::{Backend, BackendError, BackendInfo, EvalJob, Evaluator, Examples, MaskBatch};

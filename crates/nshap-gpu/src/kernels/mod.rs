@@ -26,11 +26,12 @@ pub enum Kernel {
     LayerNorm,
     Pool2d,
     GlobalAvgPool,
+    TableSum,
     Metric,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Linear,
         Kernel::Conv2d,
         Kernel::Affine,
@@ -41,6 +42,7 @@ impl Kernel {
         Kernel::LayerNorm,
         Kernel::Pool2d,
         Kernel::GlobalAvgPool,
+        Kernel::TableSum,
         Kernel::Metric,
     ];
 
@@ -56,6 +58,7 @@ impl Kernel {
             Kernel::LayerNorm => "layernorm",
             Kernel::Pool2d => "pool2d",
             Kernel::GlobalAvgPool => "global_avgpool",
+            Kernel::TableSum => "table_sum",
             Kernel::Metric => "metric",
         }
     }
@@ -72,6 +75,7 @@ impl Kernel {
             Kernel::LayerNorm => include_str!("../../../../shaders/layernorm.wgsl"),
             Kernel::Pool2d => include_str!("../../../../shaders/pool2d.wgsl"),
             Kernel::GlobalAvgPool => include_str!("../../../../shaders/global_avgpool.wgsl"),
+            Kernel::TableSum => include_str!("../../../../shaders/table_sum.wgsl"),
             Kernel::Metric => include_str!("../../../../shaders/metric.wgsl"),
         }
     }

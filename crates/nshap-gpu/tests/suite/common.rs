@@ -39,6 +39,24 @@ pub fn gpu_with_budget(budget: u64) -> Option<GpuBackend> {
     })
 }
 
+/// Both ways the backend runs a job: with its fast paths (pushdown, tables, the mask on read) and
+/// without (every op as written). Tests hold both to the reference.
+pub fn gpu_both() -> Vec<(&'static str, GpuBackend)> {
+    let Some(fast) = gpu() else {
+        return Vec::new();
+    };
+    let plain = fast
+        .with_options(GpuOptions {
+            fast_paths: false,
+            ..GpuOptions::default()
+        })
+        .expect("same device");
+    let fast = fast
+        .with_options(GpuOptions::default())
+        .expect("same device");
+    vec![("fast paths", fast), ("plain", plain)]
+}
+
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }

@@ -12,3 +12,4 @@ mod fixtures;
 mod ops;
 mod reference;
 mod split;
+mod tables;

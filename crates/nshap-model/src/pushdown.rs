@@ -12,8 +12,12 @@
 //! Ops that do not: layer norm (mixes channels), `Mul`, `Add` and `Concat` (several inputs),
 //! `Slice` and `ChannelShuffle` (they move channels: the players would have to be renumbered),
 //! linear and conv.
+//!
+//! Both backends use it: the CPU also moves masks through a flatten that spreads a channel over
+//! many features (its tables know a player's feature block); the GPU stops there, because its
+//! kernels index players by the channel of the tensor the mask is applied to.
 
-use nshap_model::{Graph, Op, PlayerLayer, Players, Source};
+use crate::{Graph, Op, PlayerLayer, Players, Source};
 
 /// `params[c]` for each player channel, when the op's per-channel parameters are indexed by the
 /// same channels as the players (not after a flatten, where one player spans many features).
@@ -58,8 +62,17 @@ fn through(op: &Op, baseline: &[f32]) -> Option<Vec<f32>> {
     }
 }
 
+/// Where a pushed mask may land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flatten {
+    /// Through every flatten (a player then spans `features / channels` features).
+    Through,
+    /// Only through a flatten that keeps one feature per channel (of a `[C, 1, 1]` tensor).
+    KeepChannels,
+}
+
 /// Players moved as far down their channel-wise chains as possible.
-pub fn push_down(graph: &Graph, players: &Players) -> Players {
+pub fn push_down(graph: &Graph, players: &Players, flatten: Flatten) -> Players {
     let layers = players
         .layers()
         .iter()
@@ -71,6 +84,10 @@ pub fn push_down(graph: &Graph, players: &Players) -> Players {
                 let n = &graph.nodes[next];
                 let is_player = players.layer_of_node(next).is_some();
                 if is_player || n.inputs != [Source::Node(node)] {
+                    break;
+                }
+                let spreads = n.shape.channels() != baseline.len();
+                if flatten == Flatten::KeepChannels && spreads {
                     break;
                 }
                 match through(&n.op, &baseline) {
