@@ -222,11 +222,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cases", default=",".join(c[0] for c in CASES))
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--export", metavar="DIR",
+                    help="only export the models (DIR/NAME/model.json, weights, eval data) and "
+                         "print NAME DIR PLAYER per line, e.g. for the GPU cost model")
     args = ap.parse_args()
     torch.set_num_threads(2)
     wanted = args.cases.split(",")
     cases = [c for c in CASES if c[0] in wanted]
-    work = tempfile.mkdtemp(prefix="nshap-suffixes-")
+    work = args.export or tempfile.mkdtemp(prefix="nshap-suffixes-")
     prepared = []
     for name, factory, shape, player, m, b, chunk, what in cases:
         model = seeded(factory)
@@ -237,6 +240,10 @@ def main():
         y = torch.randint(0, 10, (b,), generator=g)
         save_file({"inputs": x.contiguous(), "labels": y.long().contiguous()}, f"{d}/eval.safetensors")
         prepared.append((name, model, player, m, b, chunk, what, d, x, y))
+    if args.export:
+        for name, _, player, *_rest in prepared:
+            print(name, os.path.join(work, name), player)
+        return
     rows = []
     for name, model, player, m, b, chunk, what, d, x, y in prepared:
         with torch.inference_mode():

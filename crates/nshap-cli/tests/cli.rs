@@ -862,6 +862,11 @@ fn player_patterns_work_in_inspect_and_run() {
             && out.contains("layer1.0.conv1 (conv2d): table"),
         "{out}"
     );
+    // And the GPU backend's fast paths, which need no device to plan.
+    assert!(
+        out.contains("GPU backend, fast paths") && out.contains("layer1.0.conv1: table of"),
+        "{out}"
+    );
     let names: Vec<&str> = selection[2..selection.len() - 1]
         .iter()
         .map(|l| l.split_whitespace().next().unwrap())

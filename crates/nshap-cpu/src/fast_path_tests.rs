@@ -740,6 +740,19 @@ fn tables_past_the_first_nonlinearity_match_the_plain_path() {
         assert_eq!(table_nodes(&g, stem).0.len(), 1);
     }
 
+    // Wide players (16 channels): random coalitions are summed by GEMM (`dense_rows`), walks by
+    // table adds; plain and in two groups of 8.
+    for groups in [1, 2] {
+        let mut g = G::new(IMG, 312 + groups as u64);
+        let stem = g.conv(Source::Input, 16, 3, 1);
+        let x = g.op(Op::Activation(Activation::Relu));
+        g.conv_with(x, 6, 3, 1, 1, groups);
+        g.op(Op::Activation(Activation::Relu));
+        g.head();
+        check(&g, stem, x, &format!("16 players, {groups} groups"));
+        assert_eq!(table_nodes(&g, stem).0.len(), 1);
+    }
+
     // MLP: linear -> relu (players, 6 features) -> linear -> relu -> linear.
     let mut g = G::new(Shape::Features(8), 310);
     g.linear(6);
@@ -756,7 +769,8 @@ fn tables_past_the_first_nonlinearity_match_the_plain_path() {
 #[test]
 fn table_values_do_not_depend_on_the_work_split() {
     let mut g = G::new(IMG, 320);
-    let stem = g.conv(Source::Input, 4, 3, 1);
+    // 16 channels: both the GEMM rows and the table adds (walks) are exercised.
+    let stem = g.conv(Source::Input, 16, 3, 1);
     g.op(Op::Activation(Activation::Relu));
     g.conv(g.last(), 5, 3, 1);
     g.op(Op::Activation(Activation::Relu));
@@ -768,7 +782,7 @@ fn table_values_do_not_depend_on_the_work_split() {
     let layer = PlayerLayer {
         node: p,
         name: graph.nodes[p].name.clone(),
-        baseline: vec![0.25, -0.5, 1.0, 0.0],
+        baseline: (0..16).map(|c| [0.25, -0.5, 1.0, 0.0][c % 4]).collect(),
     };
     let mut rng = StdRng::seed_from_u64(5);
     let inputs: Vec<f32> = (0..EXAMPLES * IMG.numel())
@@ -776,7 +790,7 @@ fn table_values_do_not_depend_on_the_work_split() {
         .collect();
     let labels = (0..EXAMPLES as u32).map(|e| e % CLASSES as u32).collect();
     let data = EvalSet::new(IMG, inputs, labels, CLASSES).unwrap();
-    let masks = test_masks(4, &mut rng);
+    let masks = test_masks(16, &mut rng);
     let job = EvalJob {
         graph: Arc::new(graph),
         players: Players::new(vec![layer]).unwrap(),

@@ -195,12 +195,25 @@ impl TableSpec {
         rows: &[usize],
         out: &mut [f32],
     ) {
-        let plans = steps(present_of, coalitions, self.channels);
+        let dense = self.channels_per_group >= DENSE_RATIO;
+        let plans = steps(present_of, coalitions, self.channels, dense);
         let (e, numel, block, c_all) = (rows.len(), self.out_numel, self.block, self.channels);
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
             let full = &table.full[row * numel..][..numel];
+            // Consecutive coalitions summed as one GEMM of their membership rows with the table.
+            let mut run = 0..0;
             for (k, step) in plans.iter().enumerate() {
+                if self.dense(step) {
+                    run = if run.is_empty() {
+                        k..k + 1
+                    } else {
+                        run.start..k + 1
+                    };
+                    continue;
+                }
+                self.dense_rows(&plans, run.clone(), tr, ri, e, out);
+                run = k + 1..k + 1;
                 let at = (k * e + ri) * numel;
                 let (before, rest) = out.split_at_mut(at);
                 let dst = &mut rest[..numel];
@@ -226,8 +239,92 @@ impl TableSpec {
                     );
                 }
             }
+            self.dense_rows(&plans, run, tr, ri, e, out);
         }
     }
+
+    /// Whether a step is cheaper as a row of a GEMM (every channel, at GEMM speed) than as table
+    /// row adds (its listed channels, each a pass over `block` floats from memory). The adds
+    /// stream table rows from L2/L3 at a few floats per cycle; the GEMM packs the table once for
+    /// all rows of a run and runs at FMA speed, about 8x faster per element on AVX2.
+    fn dense(&self, step: &Step) -> bool {
+        match step {
+            Step::Fresh(l) | Step::Complement(l) => {
+                self.channels_per_group >= DENSE_RATIO && dense_count(l.len(), self.channels)
+            }
+            Step::Incremental { .. } => false,
+        }
+    }
+
+    /// Rows `run` (coalitions of `plans`, all dense steps) of example `ri` of `e`: `base +
+    /// membership x T` as one GEMM per group, written at their places in `out`.
+    fn dense_rows(
+        &self,
+        plans: &[Step],
+        run: std::ops::Range<usize>,
+        tr: &[f32],
+        ri: usize,
+        e: usize,
+        out: &mut [f32],
+    ) {
+        if run.is_empty() {
+            return;
+        }
+        let (n, c_all, block, numel) = (run.len(), self.channels, self.block, self.out_numel);
+        let mut member = vec![0.0f32; n * c_all];
+        for (r, step) in plans[run.clone()].iter().enumerate() {
+            let row = &mut member[r * c_all..][..c_all];
+            match step {
+                Step::Fresh(present) => present.iter().for_each(|&c| row[c] = 1.0),
+                Step::Complement(absent) => {
+                    row.fill(1.0);
+                    absent.iter().for_each(|&c| row[c] = 0.0);
+                }
+                Step::Incremental { .. } => unreachable!("runs hold dense steps only"),
+            }
+        }
+        let first = (run.start * e + ri) * numel;
+        let stride = e * numel;
+        for k in 0..n {
+            out[first + k * stride..][..numel].copy_from_slice(&self.base);
+        }
+        let last = first + (n - 1) * stride + numel;
+        assert!(last <= out.len(), "dense rows within the output");
+        let per_group = self.channels_per_group;
+        for g in 0..c_all / per_group {
+            // SAFETY: A is [n, per_group] of `member` (row stride c_all), B is [per_group,
+            // block] of `tr`, C is n rows of `block` floats at stride `stride` from `first +
+            // g * block`; all inside their slices (the assert above bounds C), and C does not
+            // overlap A or B.
+            unsafe {
+                matrixmultiply::sgemm(
+                    n,
+                    per_group,
+                    block,
+                    1.0,
+                    member.as_ptr().add(g * per_group),
+                    c_all as isize,
+                    1,
+                    tr.as_ptr().add(g * per_group * block),
+                    block as isize,
+                    1,
+                    1.0,
+                    out.as_mut_ptr().add(first + self.offset(g * per_group)),
+                    stride as isize,
+                    1,
+                );
+            }
+        }
+    }
+}
+
+/// A coalition listing more than `channels / DENSE_RATIO` channels is summed by GEMM (where a
+/// group has at least that many channels).
+const DENSE_RATIO: usize = 8;
+
+/// Whether `updates` table rows cost more than a GEMM row over `channels`.
+fn dense_count(updates: usize, channels: usize) -> bool {
+    updates * DENSE_RATIO > channels
 }
 
 /// Per-example tables of one node, for the rows of a shared cache.
@@ -243,6 +340,7 @@ fn steps(
     present_of: &dyn Fn(usize, usize) -> bool,
     coalitions: std::ops::Range<usize>,
     channels: usize,
+    dense: bool,
 ) -> Vec<Step> {
     let mut prev: Option<Vec<bool>> = None;
     coalitions
@@ -250,7 +348,7 @@ fn steps(
             let present: Vec<bool> = (0..channels).map(|c| present_of(m, c)).collect();
             // The row before, unless this row starts a chain (or the range).
             let before = prev.as_deref().filter(|_| m % CHAIN != 0);
-            let step = Step::choose(&present, before);
+            let step = Step::choose(&present, before, dense);
             prev = Some(present);
             step
         })
@@ -277,7 +375,10 @@ impl Step {
         }
     }
 
-    fn choose(present: &[bool], prev: Option<&[bool]>) -> Step {
+    /// The cheapest way to assemble `present`; with `dense`, a row whose cheapest list is long
+    /// is listed as fresh or complement so it goes to the GEMM (whose cost does not depend on
+    /// the list).
+    fn choose(present: &[bool], prev: Option<&[bool]>, dense: bool) -> Step {
         let on = |want: bool| -> Vec<usize> {
             (0..present.len()).filter(|&c| present[c] == want).collect()
         };
@@ -285,7 +386,8 @@ impl Step {
         let n_absent = present.len() - n_present;
         if let Some(prev) = prev {
             let changed = present.iter().zip(prev).filter(|(a, b)| a != b).count();
-            if changed < n_present.min(n_absent) {
+            let fewest = n_present.min(n_absent);
+            if changed < fewest && !(dense && dense_count(changed, present.len())) {
                 let moved = |joined: bool| -> Vec<usize> {
                     (0..present.len())
                         .filter(|&c| present[c] != prev[c] && present[c] == joined)
@@ -385,7 +487,18 @@ mod tests {
             rows.push(row.clone());
         }
         let present = |m: usize, c: usize| rows[m][c];
-        let all = steps(&present, 0..rows.len(), n);
+        // The same with GEMM rows allowed: a walk step stays one table entry.
+        assert_eq!(
+            steps(&present, 0..rows.len(), n, true)
+                .iter()
+                .map(Step::updates)
+                .collect::<Vec<_>>(),
+            steps(&present, 0..rows.len(), n, false)
+                .iter()
+                .map(Step::updates)
+                .collect::<Vec<_>>()
+        );
+        let all = steps(&present, 0..rows.len(), n, false);
         let mut total = 0;
         for (m, step) in all.iter().enumerate() {
             let u = step.updates();
@@ -399,7 +512,7 @@ mod tests {
         let restarts = rows.len().div_ceil(CHAIN);
         assert!(total <= rows.len() + restarts * n / 2);
         // A range that starts mid-chain starts from scratch, then follows the walk.
-        let part = steps(&present, 40..60, n);
+        let part = steps(&present, 40..60, n, false);
         assert!(part[0].updates() <= n / 2);
         assert!(part[1..].iter().all(|s| s.updates() <= 1));
     }
@@ -408,12 +521,15 @@ mod tests {
     #[test]
     fn the_cheaper_of_present_and_absent_is_summed() {
         let few = [true, false, false, false];
-        assert!(matches!(Step::choose(&few, None), Step::Fresh(l) if l == [0]));
+        assert!(matches!(Step::choose(&few, None, false), Step::Fresh(l) if l == [0]));
         let most = [true, true, false, true];
-        assert!(matches!(Step::choose(&most, None), Step::Complement(l) if l == [2]));
+        assert!(matches!(Step::choose(&most, None, false), Step::Complement(l) if l == [2]));
         let prev = [true, true, false, false];
         let now = [true, false, true, false];
         // Two changes vs two present: not cheaper, so a fresh sum.
-        assert!(matches!(Step::choose(&now, Some(&prev)), Step::Fresh(_)));
+        assert!(matches!(
+            Step::choose(&now, Some(&prev), false),
+            Step::Fresh(_)
+        ));
     }
 }

@@ -14,7 +14,7 @@
 //! reads the table once per tile of 16 coalitions; along a permutation walk it is one add and one
 //! table entry per output ([`StepCost::walk_flops`]).
 
-use crate::plan::{Plan, StepOp};
+use crate::plan::{Plan, PlanOptions, StepOp};
 use nshap_model::graph::adaptive_window;
 use nshap_model::{Graph, Op, Players, Shape};
 
@@ -37,8 +37,17 @@ pub struct StepCost {
 /// Per-step costs of the plan the GPU backend runs for `graph` and `players` (after batchnorm
 /// folding and activation fusion), plus the metric reduction.
 pub fn cost_per_coalition_example(graph: &Graph, players: &Players) -> Vec<StepCost> {
+    cost_per_coalition_example_with(graph, players, PlanOptions::default())
+}
+
+/// [`cost_per_coalition_example`] of the plan made with `options` (e.g. without fast paths).
+pub fn cost_per_coalition_example_with(
+    graph: &Graph,
+    players: &Players,
+    options: PlanOptions,
+) -> Vec<StepCost> {
     let (graph, players) = nshap_model::fold::fold_batchnorm(graph, players);
-    let plan = Plan::build(&graph, &players);
+    let plan = Plan::build_with(&graph, &players, options);
     let mut costs: Vec<StepCost> = plan
         .steps()
         .map(|step| {

@@ -24,7 +24,10 @@ mod params;
 pub mod plan;
 
 pub use backend::GpuBackend;
-pub use cost::{cost_per_coalition_example, flops_per_coalition_example, StepCost};
+pub use cost::{
+    cost_per_coalition_example, cost_per_coalition_example_with, flops_per_coalition_example,
+    StepCost,
+};
 pub use device::{list_adapters, AdapterSummary};
 pub use error::GpuError;
 pub use options::{GpuOptions, Precision};

@@ -566,7 +566,7 @@ impl Plan {
 
         let logits = value.last().copied().unwrap_or(0);
         if fast {
-            choices.extend(pushdown_choices(graph, original, players));
+            choices.splice(0..0, pushdown_choices(graph, original, players));
             // A broadcast whose readers all read the shared tensor themselves is never written.
             let read: std::collections::HashSet<TensorId> = steps
                 .iter()

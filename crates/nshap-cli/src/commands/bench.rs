@@ -9,7 +9,7 @@ use nshap::model::{
     load_arch, load_eval_set, load_model, Baseline, DataOptions, EvalJob, EvalSet, Examples, Graph,
     MaskBatch, Metric,
 };
-use nshap::{make_backend, resolve_players, BackendChoice};
+use nshap::{make_backend, make_backend_with, resolve_players, BackendChoice};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// full coalition down, as permutation sampling sends them) instead of random ones.
     #[arg(long)]
     pub walks: bool,
+
+    /// Run each backend without its fast paths (the CPU without tables, the GPU without
+    /// pushdown, tables and the mask on read), to measure what they gain; shown as `cpu-plain`
+    /// and `gpu-plain`.
+    #[arg(long)]
+    pub plain: bool,
     /// Your own model instead of --models (with --weights, --data and --players).
     #[command(flatten)]
     pub model: ModelArgs,
@@ -193,6 +199,7 @@ pub fn measure(
     b: Option<usize>,
     reps: usize,
     walks: bool,
+    plain: bool,
 ) -> Result<Measurement> {
     let players = resolve_players(&case.graph, &case.data, &case.players, Baseline::Zero)?;
     let nodes: Vec<usize> = players.layers().iter().map(|l| l.node).collect();
@@ -211,8 +218,28 @@ pub fn measure(
         data: Arc::new(case.data.clone()),
         metric: Metric::Accuracy,
     };
-    let mut ev = make_backend(backend)?.prepare(job)?;
-    let info = ev.info();
+    let backend = if plain {
+        match backend {
+            BackendChoice::Cpu => Box::new(nshap::cpu::CpuBackend::new(nshap::cpu::CpuOptions {
+                tables: false,
+                ..nshap::cpu::CpuOptions::default()
+            })),
+            choice => make_backend_with(
+                choice,
+                nshap::gpu::GpuOptions {
+                    fast_paths: false,
+                    ..nshap::gpu::GpuOptions::default()
+                },
+            )?,
+        }
+    } else {
+        make_backend(backend)?
+    };
+    let mut ev = backend.prepare(job)?;
+    let mut info = ev.info();
+    if plain {
+        info.backend.push_str("-plain");
+    }
     for line in &info.plan {
         eprintln!("{} on {}: {line}", case.name, info.backend);
     }
@@ -246,7 +273,7 @@ pub fn execute(args: BenchArgs) -> Result<()> {
     };
     if !args.json {
         println!(
-            "{:<14} {:<5} {:<34} {:>6} {:>5} {:>10} {:>14} {:>9}",
+            "{:<14} {:<9} {:<34} {:>6} {:>5} {:>10} {:>14} {:>9}",
             "model", "back", "device", "M", "B", "median s", "coal-ex/s", "GFLOP/s*"
         );
     }
@@ -269,10 +296,11 @@ pub fn execute(args: BenchArgs) -> Result<()> {
                 args.examples,
                 args.reps,
                 args.walks,
+                args.plain,
             ) {
                 Ok(r) if args.json => println!("{}", serde_json::to_string(&r)?),
                 Ok(r) => println!(
-                    "{:<14} {:<5} {:<34} {:>6} {:>5} {:>10.4} {:>14.0} {:>9.2}",
+                    "{:<14} {:<9} {:<34} {:>6} {:>5} {:>10.4} {:>14.0} {:>9.2}",
                     r.model,
                     r.backend,
                     r.device.chars().take(34).collect::<String>(),
@@ -283,7 +311,7 @@ pub fn execute(args: BenchArgs) -> Result<()> {
                     r.dense_equivalent_gflops_per_second
                 ),
                 Err(e) => println!(
-                    "{:<14} {:<5} unavailable: {e:#}",
+                    "{:<14} {:<9} unavailable: {e:#}",
                     name,
                     format!("{backend:?}").to_lowercase()
                 ),

@@ -143,20 +143,28 @@ fn print_cpu_plan(g: &Graph, data: Option<EvalSet>, items: &[String]) -> Result<
         data: Arc::new(data),
         metric: Metric::Accuracy,
     };
+    // The GPU plan needs no device; only its table memory limit depends on one.
+    let (folded, folded_players) = nshap::model::fold::fold_batchnorm(&job.graph, &job.players);
+    let gpu = nshap::gpu::plan::Plan::build(&folded, &folded_players).choices;
     let plan = CpuBackend::default().prepare(job)?.info().plan;
-    if plan.is_empty() {
-        return Ok(());
-    }
-    println!(
-        "\nCPU backend, layers reading the players{}:",
-        if sized {
-            ""
-        } else {
-            " (for one example; with --data, for the eval set)"
+    if !plan.is_empty() {
+        println!(
+            "\nCPU backend, layers reading the players{}:",
+            if sized {
+                ""
+            } else {
+                " (for one example; with --data, for the eval set)"
+            }
+        );
+        for line in plan {
+            println!("  {line}");
         }
-    );
-    for line in plan {
-        println!("  {line}");
+    }
+    if !gpu.is_empty() {
+        println!("\nGPU backend, fast paths (before the device's memory limit on tables):");
+        for line in gpu {
+            println!("  {line}");
+        }
     }
     Ok(())
 }
