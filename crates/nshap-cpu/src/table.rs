@@ -196,28 +196,17 @@ impl TableSpec {
         out: &mut [f32],
     ) {
         let dense = self.channels_per_group >= DENSE_RATIO;
+        let first = coalitions.start;
         let plans = steps(present_of, coalitions, self.channels, dense);
         let (e, numel, block, c_all) = (rows.len(), self.out_numel, self.block, self.channels);
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
             let full = &table.full[row * numel..][..numel];
-            // Consecutive coalitions summed as one GEMM of their membership rows with the table.
-            let mut run = 0..0;
-            for (k, step) in plans.iter().enumerate() {
-                if self.dense(step) {
-                    run = if run.is_empty() {
-                        k..k + 1
-                    } else {
-                        run.start..k + 1
-                    };
-                    continue;
-                }
-                self.dense_rows(&plans, run.clone(), tr, ri, e, out);
-                run = k + 1..k + 1;
+            let sparse = |k: usize, out: &mut [f32]| {
                 let at = (k * e + ri) * numel;
                 let (before, rest) = out.split_at_mut(at);
                 let dst = &mut rest[..numel];
-                let (start, plus, minus) = match step {
+                let (start, plus, minus) = match &plans[k] {
                     Step::Fresh(plus) => (&self.base[..], &plus[..], &[][..]),
                     Step::Complement(minus) => (full, &[][..], &minus[..]),
                     Step::Incremental { plus, minus } => {
@@ -238,8 +227,35 @@ impl TableSpec {
                         &tr[c * block..][..block],
                     );
                 }
+            };
+            // Runs of consecutive dense coalitions, cut at every chain start so the runs (and
+            // so which rows a GEMM sums) do not depend on how the request is split into items.
+            let mut run = 0..0;
+            let flush = |run: std::ops::Range<usize>, out: &mut [f32]| {
+                if run.len() >= MIN_GEMM_ROWS {
+                    self.dense_rows(&plans, run, tr, ri, e, out);
+                } else {
+                    run.for_each(|k| sparse(k, out));
+                }
+            };
+            for (k, step) in plans.iter().enumerate() {
+                if (first + k) % CHAIN == 0 {
+                    flush(run.clone(), out);
+                    run = k..k;
+                }
+                if self.dense(step) {
+                    run = if run.is_empty() {
+                        k..k + 1
+                    } else {
+                        run.start..k + 1
+                    };
+                    continue;
+                }
+                flush(run.clone(), out);
+                run = k + 1..k + 1;
+                sparse(k, out);
             }
-            self.dense_rows(&plans, run, tr, ri, e, out);
+            flush(run, out);
         }
     }
 
@@ -321,6 +337,10 @@ impl TableSpec {
 /// A coalition listing more than `channels / DENSE_RATIO` channels is summed by GEMM (where a
 /// group has at least that many channels).
 const DENSE_RATIO: usize = 8;
+
+/// Fewer dense rows than this in a run are summed as table rows: a GEMM packs the whole table
+/// first, which a single row (a chain's restart along a walk) does not repay.
+const MIN_GEMM_ROWS: usize = 4;
 
 /// Whether `updates` table rows cost more than a GEMM row over `channels`.
 fn dense_count(updates: usize, channels: usize) -> bool {

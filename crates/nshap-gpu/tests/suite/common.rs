@@ -57,6 +57,18 @@ pub fn gpu_both() -> Vec<(&'static str, GpuBackend)> {
     vec![("fast paths", fast), ("plain", plain)]
 }
 
+/// A linear layer with random weights and biases in [-0.5, 0.5).
+pub fn random_linear(i: usize, o: usize, seed: u64) -> nshap_model::Op {
+    let mut rng = rng(seed);
+    nshap_model::Op::Linear(nshap_model::Linear {
+        in_features: i,
+        out_features: o,
+        weight: random_vec(&mut rng, i * o, 0.5),
+        bias: random_vec(&mut rng, o, 0.5),
+        has_bias: true,
+    })
+}
+
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }

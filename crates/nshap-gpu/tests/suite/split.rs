@@ -7,18 +7,7 @@ use crate::ops::{conv, image, node};
 use crate::reference;
 use nshap_gpu::plan::{Plan, StepOp};
 use nshap_gpu::{GpuBackend, GpuOptions};
-use nshap_model::{Activation, Backend, Examples, Graph, Linear, Metric, Op, Shape, Source};
-
-fn linear(i: usize, o: usize, seed: u64) -> Op {
-    let mut rng = rng(seed);
-    Op::Linear(Linear {
-        in_features: i,
-        out_features: o,
-        weight: random_vec(&mut rng, i * o, 0.5),
-        bias: random_vec(&mut rng, o, 0.5),
-        has_bias: true,
-    })
-}
+use nshap_model::{Activation, Backend, Examples, Graph, Metric, Op, Shape, Source};
 
 fn with_weight_limit(bytes: u64) -> Option<GpuBackend> {
     gpu().map(|b| {
@@ -43,7 +32,7 @@ fn mlp(masked: bool) -> Graph {
     )];
     nodes.push(node(
         "fc1",
-        linear(i, h, 1),
+        random_linear(i, h, 1),
         vec![if masked { first } else { Source::Input }],
         Shape::Features(h),
     ));
@@ -55,7 +44,7 @@ fn mlp(masked: bool) -> Graph {
     ));
     nodes.push(node(
         "fc2",
-        linear(h, c, 2),
+        random_linear(h, c, 2),
         vec![Source::Node(2)],
         Shape::Features(c),
     ));

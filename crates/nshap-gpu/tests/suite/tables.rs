@@ -8,22 +8,11 @@ use crate::ops::{conv, image, node};
 use crate::reference;
 use nshap_gpu::plan::{Plan, Read, StepOp};
 use nshap_model::{
-    Activation, Backend, EvalSet, Examples, Graph, Linear, MaskBatch, Metric, Op, Players, Pool2d,
-    Shape, Source,
+    Activation, Backend, EvalSet, Examples, Graph, MaskBatch, Metric, Op, Players, Pool2d, Shape,
+    Source,
 };
 use rand::seq::SliceRandom;
 use rand::Rng;
-
-fn linear(i: usize, o: usize, seed: u64) -> Op {
-    let mut rng = rng(seed);
-    Op::Linear(Linear {
-        in_features: i,
-        out_features: o,
-        weight: random_vec(&mut rng, i * o, 0.3),
-        bias: random_vec(&mut rng, o, 0.3),
-        has_bias: true,
-    })
-}
 
 /// Walks of `n` players: from the empty coalition, one player added per row in a random order
 /// (n + 1 rows), then the same walk back down, so rows differ by one player from the row before
@@ -140,12 +129,10 @@ fn with_players(c: usize, body: &dyn Fn(usize) -> Vec<nshap_model::Node>) -> (Gr
     (graph, players)
 }
 
-#[test]
-fn a_conv_after_the_players_is_a_table_sum_and_matches_on_walks() {
-    // relu (40 players, across a mask word) -> conv 3x3 pad 1 -> relu (fused) -> pool -> head;
-    // the side branch joins through an add so its players matter too.
-    let c = 40;
-    let (graph, players) = with_players(c, &|at| {
+/// relu (`c` players) -> conv 3x3 pad 1 -> relu (fused) -> add of the side branch (so its
+/// players matter too, through a 1x1 conv) -> pool -> head.
+fn conv_case(c: usize) -> (Graph, Players) {
+    with_players(c, &|at| {
         vec![
             node(
                 "conv",
@@ -179,12 +166,18 @@ fn a_conv_after_the_players_is_a_table_sum_and_matches_on_walks() {
             ),
             node(
                 "fc",
-                linear(8, 4, 5),
+                random_linear(8, 4, 5),
                 vec![Source::Node(at + 4)],
                 Shape::Features(4),
             ),
         ]
-    });
+    })
+}
+
+#[test]
+fn a_conv_after_the_players_is_a_table_sum_and_matches_on_walks() {
+    // 40 players: across a mask word, starting at global index 7.
+    let (graph, players) = conv_case(40);
     let plan = plan_of(&graph, &players);
     assert_eq!(table_sums(&plan), 1, "{:?}", plan.suffix_steps);
     let sum = plan
@@ -228,7 +221,7 @@ fn a_grouped_strided_conv_table_matches() {
             ),
             node(
                 "fc",
-                linear(6, 3, 7),
+                random_linear(6, 3, 7),
                 vec![Source::Node(at + 1)],
                 Shape::Features(3),
             ),
@@ -269,7 +262,7 @@ fn a_linear_layer_after_pool_and_flatten_is_a_table_and_pushdown_passes_the_pool
             ),
             node(
                 "fc",
-                linear(c * 9, 4, 8),
+                random_linear(c * 9, 4, 8),
                 vec![Source::Node(at + 1)],
                 Shape::Features(4),
             ),
@@ -312,7 +305,7 @@ fn a_1x1_conv_reads_the_mask_and_a_residual_keeps_its_masked_copy() {
             ),
             node(
                 "fc",
-                linear(c, 3, 16),
+                random_linear(c, 3, 16),
                 vec![Source::Node(at + 2)],
                 Shape::Features(3),
             ),
@@ -330,38 +323,16 @@ fn a_1x1_conv_reads_the_mask_and_a_residual_keeps_its_masked_copy() {
 
 #[test]
 fn the_cost_model_counts_one_add_per_output_along_walks() {
-    let c = 40;
-    let (graph, players) = with_players(c, &|at| {
-        vec![
-            node(
-                "conv",
-                conv(c, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1, 3),
-                vec![Source::Node(at - 1)],
-                image(8, 6, 5),
-            ),
-            node(
-                "gap",
-                Op::GlobalAvgPool,
-                vec![Source::Node(at)],
-                Shape::Features(8),
-            ),
-            node(
-                "fc",
-                linear(8, 4, 5),
-                vec![Source::Node(at + 1)],
-                Shape::Features(4),
-            ),
-        ]
-    });
+    let (graph, players) = conv_case(40);
     let costs = nshap_gpu::cost_per_coalition_example(&graph, &players);
-    let sum = costs.iter().find(|c| c.label == "conv").unwrap();
+    let sum = costs.iter().find(|c| c.label == "act").unwrap();
     let out = 8 * 30;
     assert_eq!(sum.kernel, "table_sum");
     assert!(!sum.shared);
     // A GEMM of the mask with the table: one add per channel per output, 9x fewer than the
-    // conv's 2 x 9 x 40 FLOPs per output; one add per output along a walk.
-    assert_eq!(sum.flops, out * 40);
-    assert_eq!(sum.walk_flops, out);
+    // conv's 2 x 9 x 40 FLOPs per output; one add per output along a walk (plus the fused relu).
+    assert_eq!(sum.flops, out * 40 + out);
+    assert_eq!(sum.walk_flops, out + out);
     let build = costs.iter().find(|c| c.label == "conv (table)").unwrap();
     assert!(build.shared);
     assert_eq!(build.flops, 2 * 40 * out * 9);
