@@ -6,7 +6,8 @@
 // output instead of channels x taps multiply-adds.
 //
 // Along a permutation walk consecutive coalitions differ by one player: such a row is the row
-// before it plus or minus one table entry, one add per output. Each thread owns one output j of one
+// before it plus or minus one table entry, one add per output (and a row that changed only in
+// other layers' players is the row before). Each thread owns one output j of one
 // example for a tile of TILE consecutive coalitions: it finds which rows of the tile changed by
 // exactly one player of this layer since the row before, sums the others over all channels (each
 // T value read once for the whole tile), then walks the chain. A tile always starts from a full
@@ -23,6 +24,8 @@
 
 const TILE: u32 = 16u;
 const FULL: u32 = 0xffffffffu;
+// The row before, unchanged in this layer's players (a walk step of another layer).
+const SAME: u32 = 0xfffffffeu;
 
 // 32 membership bits of coalition `coalition` (chunk-local) for players first .. first + 32.
 fn bits32(coalition: u32, first: u32) -> u32 {
@@ -36,8 +39,8 @@ fn bits32(coalition: u32, first: u32) -> u32 {
     return lo | (masks[row + w + 1u] << (32u - s));
 }
 
-// FULL, or (player << 1) | present when coalition `cur` differs from `cur - 1` in exactly one of
-// the `count` players starting at layer channel `c0`.
+// SAME when coalition `cur` has the same `count` players starting at layer channel `c0` as
+// `cur - 1`; (player << 1) | present when it differs in exactly one of them; FULL otherwise.
 fn single_change(cur: u32, c0: u32, count: u32) -> u32 {
     var changed = 0u;
     var which = 0u;
@@ -53,6 +56,9 @@ fn single_change(cur: u32, c0: u32, count: u32) -> u32 {
             which = c + firstTrailingBit(diff);
         }
         changed += n;
+    }
+    if changed == 0u {
+        return SAME;
     }
     if changed != 1u {
         return FULL;
@@ -114,7 +120,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     // The chain: one table entry per step.
     for (var i = 1u; i < count; i++) {
-        if kind[i] != FULL {
+        if kind[i] == SAME {
+            acc[i] = acc[i - 1u];
+        } else if kind[i] != FULL {
             let t = f32(table[t0 + (kind[i] >> 1u) * block]);
             acc[i] = acc[i - 1u] + select(-t, t, (kind[i] & 1u) == 1u);
         }

@@ -39,7 +39,8 @@ pub fn run_item(
                 .as_ref()
                 .expect("the cache has the node's table");
             let offset = plan.players.offset(spec.layer);
-            let mut out = crate::pool::take_zeroed(total * numel);
+            // `compose` writes every value.
+            let mut out = crate::pool::take_dirty(total * numel);
             let present = |m: usize, c: usize| masks.contains(m, offset + c);
             spec.compose(
                 table,
@@ -52,7 +53,8 @@ pub fn run_item(
         } else if plan.boundary[i] {
             // Unmasked value is shared: repeat it for every coalition, then mask.
             let one = cache.gather(plan, i, item.rows);
-            let mut out = crate::pool::take_zeroed(one.len() * cm);
+            // Every value is a copy of `one`.
+            let mut out = crate::pool::take_dirty(one.len() * cm);
             out.chunks_exact_mut(one.len().max(1))
                 .for_each(|copy| copy.copy_from_slice(&one));
             out

@@ -15,7 +15,26 @@ thread_local! {
 
 /// A zeroed buffer of `len` values, reusing a pooled allocation when one is big enough.
 pub fn take_zeroed(len: usize) -> Vec<f32> {
-    let reused = POOL.with(|pool| {
+    let mut v = take_dirty(len);
+    v.fill(0.0);
+    v
+}
+
+/// A buffer of `len` values holding whatever a previous user left, for a caller that writes
+/// every value (a pass of zeroing less).
+pub fn take_dirty(len: usize) -> Vec<f32> {
+    match reuse(len) {
+        Some(mut v) => {
+            v.truncate(len);
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+fn reuse(len: usize) -> Option<Vec<f32>> {
+    POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let best = pool
             .iter()
@@ -24,15 +43,7 @@ pub fn take_zeroed(len: usize) -> Vec<f32> {
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i);
         best.map(|i| pool.swap_remove(i))
-    });
-    match reused {
-        Some(mut v) => {
-            v.clear();
-            v.resize(len, 0.0);
-            v
-        }
-        None => vec![0.0; len],
-    }
+    })
 }
 
 /// Hand a buffer back for reuse on this thread.
