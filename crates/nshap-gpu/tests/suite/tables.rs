@@ -337,3 +337,56 @@ fn the_cost_model_counts_one_add_per_output_along_walks() {
     assert!(build.shared);
     assert_eq!(build.flops, 2 * 40 * out * 9);
 }
+
+#[test]
+fn a_linear_layer_reads_feature_players_with_the_mask_applied() {
+    // MLP: linear -> relu (40 features, players) -> linear -> relu -> linear; no masked copy.
+    let graph = Graph {
+        input: Shape::Features(6),
+        nodes: vec![
+            node(
+                "fc1",
+                random_linear(6, 40, 21),
+                vec![Source::Input],
+                Shape::Features(40),
+            ),
+            node(
+                "relu1",
+                Op::Activation(Activation::Relu),
+                vec![Source::Node(0)],
+                Shape::Features(40),
+            ),
+            node(
+                "fc2",
+                random_linear(40, 9, 22),
+                vec![Source::Node(1)],
+                Shape::Features(9),
+            ),
+            node(
+                "relu2",
+                Op::Activation(Activation::Relu),
+                vec![Source::Node(2)],
+                Shape::Features(9),
+            ),
+            node(
+                "fc3",
+                random_linear(9, 3, 23),
+                vec![Source::Node(3)],
+                Shape::Features(3),
+            ),
+        ],
+    };
+    let players = players_on(&graph, &["relu1"], &mut rng(24));
+    let plan = plan_of(&graph, &players);
+    assert_eq!(
+        broadcasts(&plan),
+        0,
+        "{:?}",
+        plan.steps().collect::<Vec<_>>()
+    );
+    assert!(plan
+        .steps()
+        .any(|s| s.label == "relu2" && s.read == Read::Masked { offset: 0 }));
+    let data = random_data(&graph, 6, &mut rng(25));
+    check_paths("linear masked read", &graph, &players, &data, 26);
+}
