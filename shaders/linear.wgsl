@@ -6,8 +6,7 @@
 // outputs) read neighbouring addresses. A 16x16 workgroup computes a 64x64 output tile, each
 // thread a 4x4 block (rows r0 + 16i, outputs o0 + 16j) held in four vec4 accumulators: 16 FMAs
 // per 8 loads. Out-of-range rows/outputs are clamped on load and skipped on store, so the inner
-// loop has no branches. With in_mode 3 the input is a shared tensor read with the coalition's
-// mask applied (see below), instead of a masked copy per coalition.
+// loop has no branches.
 
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
 @group(0) @binding(2) var<storage, read> wt: array<store_t>;
@@ -37,38 +36,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    if params.in_mode == 3u {
-        // The mask applied on read of a shared input (one player per input feature): feature k
-        // of row r is its baseline when player in_mask_offset + k is absent from r's coalition.
-        var mask_row: array<u32, 4>;
-        for (var i = 0u; i < 4u; i++) {
-            let r = min(r0 + 16u * i, rows - 1u);
-            mask_row[i] = (params.mask_row0 + r / params.rows_per_coalition) * params.mask_words;
-        }
-        for (var k = 0u; k < k_len; k++) {
-            let wrow = k * n_out;
-            let b = vec4<f32>(f32(wt[wrow + oc.x]), f32(wt[wrow + oc.y]), f32(wt[wrow + oc.z]), f32(wt[wrow + oc.w]));
-            let player = params.in_mask_offset + k;
-            let base = baselines[player];
-            var a = vec4<f32>(0.0);
-            for (var i = 0u; i < 4u; i++) {
-                let present = ((masks[mask_row[i] + player / 32u] >> (player % 32u)) & 1u) == 1u;
-                a[i] = select(base, f32(x[xrow[i] + k]), present);
-            }
-            acc0 = fma(vec4<f32>(a.x), b, acc0);
-            acc1 = fma(vec4<f32>(a.y), b, acc1);
-            acc2 = fma(vec4<f32>(a.z), b, acc2);
-            acc3 = fma(vec4<f32>(a.w), b, acc3);
-        }
-    } else {
-        for (var k = 0u; k < k_len; k++) {
-            let wrow = k * n_out;
-            let b = vec4<f32>(f32(wt[wrow + oc.x]), f32(wt[wrow + oc.y]), f32(wt[wrow + oc.z]), f32(wt[wrow + oc.w]));
-            acc0 = fma(vec4<f32>(f32(x[xrow[0] + k])), b, acc0);
-            acc1 = fma(vec4<f32>(f32(x[xrow[1] + k])), b, acc1);
-            acc2 = fma(vec4<f32>(f32(x[xrow[2] + k])), b, acc2);
-            acc3 = fma(vec4<f32>(f32(x[xrow[3] + k])), b, acc3);
-        }
+    for (var k = 0u; k < k_len; k++) {
+        let wrow = k * n_out;
+        let b = vec4<f32>(f32(wt[wrow + oc.x]), f32(wt[wrow + oc.y]), f32(wt[wrow + oc.z]), f32(wt[wrow + oc.w]));
+        acc0 = fma(vec4<f32>(f32(x[xrow[0] + k])), b, acc0);
+        acc1 = fma(vec4<f32>(f32(x[xrow[1] + k])), b, acc1);
+        acc2 = fma(vec4<f32>(f32(x[xrow[2] + k])), b, acc2);
+        acc3 = fma(vec4<f32>(f32(x[xrow[3] + k])), b, acc3);
     }
 
     var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);

@@ -368,30 +368,19 @@ impl Plan {
                             block: l.out_features,
                         };
                         push_tables(&mut tensors, &mut steps, node, table)
+                    } else if parts.len() == 1 {
+                        new_step(
+                            StepOp::Linear {
+                                node: i,
+                                outputs: 0..l.out_features,
+                            },
+                            &mut tensors,
+                            &mut steps,
+                        )
                     } else {
-                        // A broadcast with one player per feature is read with the mask applied
-                        // (linear.wgsl in_mode 3) instead of being copied per coalition.
-                        let masked = broadcast
-                            .get(&inputs[0])
-                            .filter(|&&(src, _)| fast && tensors[src].shape.spatial() == 1)
-                            .copied();
-                        let (step_inputs, read, shared) = match masked {
-                            Some((src, offset)) => {
-                                choices.push(format!(
-                                    "{}: mask applied on read of the shared input",
-                                    node.name
-                                ));
-                                (vec![src], Read::Masked { offset }, false)
-                            }
-                            None => (
-                                inputs.clone(),
-                                Read::Plain,
-                                inputs.iter().all(|&t| tensors[t].shared),
-                            ),
-                        };
                         tensors.push(Tensor {
                             shape: node.shape,
-                            shared,
+                            shared: inputs.iter().all(|&t| tensors[t].shared),
                             slot: Slot::Input,
                         });
                         let output = tensors.len() - 1;
@@ -400,12 +389,12 @@ impl Plan {
                         for (k, outputs) in parts.into_iter().enumerate() {
                             steps.push(Step {
                                 op: StepOp::Linear { node: i, outputs },
-                                inputs: step_inputs.clone(),
+                                inputs: inputs.clone(),
                                 output,
                                 act: None,
                                 mask: None,
-                                read,
-                                label: part_label_of(&node.name, k, count),
+                                read: Read::Plain,
+                                label: format!("{} (outputs part {k} of {count})", node.name),
                             });
                         }
                         first..steps.len()
@@ -637,15 +626,6 @@ fn linear_parts(out: usize, inp: usize, max_elements: usize) -> Vec<Range<usize>
         .map(|k| k * width..((k + 1) * width).min(out))
         .filter(|r| !r.is_empty())
         .collect()
-}
-
-/// The label of output part `k` of a linear node split into `parts` steps.
-fn part_label_of(name: &str, k: usize, parts: usize) -> String {
-    if parts > 1 {
-        format!("{name} (outputs part {k} of {parts})")
-    } else {
-        name.to_string()
-    }
 }
 
 /// The label of part `k` of a node made of `parts` steps (a concat: one per input).
