@@ -195,9 +195,8 @@ impl TableSpec {
         rows: &[usize],
         out: &mut [f32],
     ) {
-        let dense = self.channels_per_group >= DENSE_RATIO;
         let first = coalitions.start;
-        let plans = steps(present_of, coalitions, self.channels, dense);
+        let plans = steps(present_of, coalitions, self.channels, self.gemm_rows());
         let (e, numel, block, c_all) = (rows.len(), self.out_numel, self.block, self.channels);
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
@@ -266,10 +265,16 @@ impl TableSpec {
     fn dense(&self, step: &Step) -> bool {
         match step {
             Step::Fresh(l) | Step::Complement(l) => {
-                self.channels_per_group >= DENSE_RATIO && dense_count(l.len(), self.channels)
+                self.gemm_rows() && dense_count(l.len(), self.channels)
             }
             Step::Incremental { .. } => false,
         }
+    }
+
+    /// Whether coalitions may be GEMM rows at all: a group of fewer than [`DENSE_RATIO`]
+    /// channels makes GEMMs too thin to beat table adds.
+    fn gemm_rows(&self) -> bool {
+        self.channels_per_group >= DENSE_RATIO
     }
 
     /// Rows `run` (coalitions of `plans`, all dense steps) of example `ri` of `e`: `base +
@@ -406,8 +411,8 @@ impl Step {
         let n_absent = present.len() - n_present;
         if let Some(prev) = prev {
             let changed = present.iter().zip(prev).filter(|(a, b)| a != b).count();
-            let fewest = n_present.min(n_absent);
-            if changed < fewest && !(dense && dense_count(changed, present.len())) {
+            if changed < n_present.min(n_absent) && !(dense && dense_count(changed, present.len()))
+            {
                 let moved = |joined: bool| -> Vec<usize> {
                     (0..present.len())
                         .filter(|&c| present[c] != prev[c] && present[c] == joined)

@@ -105,21 +105,18 @@ pub fn cost_per_coalition_example_with(
                         0
                     }
                 }
-            } + match (&step.op, step.act) {
+            };
+            let act = match (&step.op, step.act) {
                 // A concat part activates its own channels only (counted above).
                 (StepOp::ChannelCopy { .. }, _) | (_, None) => 0,
                 (_, Some(_)) => out,
             };
-            let act = match (&step.op, step.act) {
-                (StepOp::ChannelCopy { .. }, _) | (_, None) => 0,
-                (_, Some(_)) => out,
-            };
-            let (walk_flops, walk_bytes) = walk.unwrap_or((flops - act, bytes));
+            let (walk_flops, walk_bytes) = walk.unwrap_or((flops, bytes));
             StepCost {
                 label: step.label.clone(),
                 kernel: step.op.kernel().name(),
                 shared: plan.tensors[step.output].shared,
-                flops,
+                flops: flops + act,
                 bytes,
                 walk_flops: walk_flops + act,
                 walk_bytes,

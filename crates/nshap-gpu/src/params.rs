@@ -44,7 +44,7 @@ pub(crate) struct Params {
     pub in_channel0: u32,
     /// linear: features per output row (`c_out` is this part's width, `out_offset` its first).
     pub out_stride: u32,
-    /// conv2d: how input reads are transformed (see `InMode`); table_sum: unused.
+    /// conv2d: how input reads are transformed (`plan::Read::mode_and_offset`); table_sum: unused.
     pub in_mode: u32,
     /// conv2d modes 1-3 and table_sum: the global index of the input layer's first player.
     pub in_mask_offset: u32,
@@ -52,6 +52,7 @@ pub(crate) struct Params {
 }
 
 const NO_MASK: u32 = u32::MAX;
+const MAX_GROUPS: u64 = 65_535;
 /// Coalitions per thread of table_sum.wgsl (its `TILE`).
 const TABLE_TILE: u64 = 16;
 
@@ -93,7 +94,6 @@ fn conv_grid(p: &mut Params, g: ConvGeometry, rows: u32) -> [u32; 3] {
     let oc_tiles = (g.c_out / g.groups).div_ceil(16);
     [x as u32, g.groups * oc_tiles, tiles.div_ceil(x) as u32]
 }
-const MAX_GROUPS: u64 = 65_535;
 
 /// One kernel launch: its parameters and workgroup counts.
 #[derive(Clone, Copy, Debug)]

@@ -351,14 +351,6 @@ impl Plan {
                                 && channels * l.out_features.div_ceil(16) <= MAX_GRID
                         });
                     if let Some((src, offset, shape)) = table {
-                        choices.push(format!(
-                            "{}: table of {} channels x {} outputs per example ({}x fewer \
-                             multiply-adds per coalition; one add per output along a walk)",
-                            node.name,
-                            shape.channels(),
-                            l.out_features,
-                            shape.spatial()
-                        ));
                         let table = TableStep {
                             node: i,
                             source: src,
@@ -366,8 +358,9 @@ impl Plan {
                             channels: shape.channels(),
                             groups: 1,
                             block: l.out_features,
+                            fewer: shape.spatial(),
                         };
-                        push_tables(&mut tensors, &mut steps, node, table)
+                        push_tables(&mut tensors, &mut steps, &mut choices, node, table)
                     } else if parts.len() == 1 {
                         new_step(
                             StepOp::Linear {
@@ -408,11 +401,6 @@ impl Plan {
                         let fits = c.in_channels * block <= options.max_table_elements
                             && c.in_channels * cout_g.div_ceil(16) <= MAX_GRID;
                         if taps >= 2 && fits {
-                            choices.push(format!(
-                                "{}: table of {} channels x {} outputs per example ({}x fewer \
-                                 multiply-adds per coalition; one add per output along a walk)",
-                                node.name, c.in_channels, block, taps
-                            ));
                             let table = TableStep {
                                 node: i,
                                 source: src,
@@ -420,8 +408,9 @@ impl Plan {
                                 channels: c.in_channels,
                                 groups: c.groups,
                                 block,
+                                fewer: taps,
                             };
-                            push_tables(&mut tensors, &mut steps, node, table)
+                            push_tables(&mut tensors, &mut steps, &mut choices, node, table)
                         } else {
                             choices.push(format!(
                                 "{}: mask applied on read of the shared input ({})",
@@ -573,15 +562,17 @@ impl Plan {
                 .flat_map(|s| s.inputs.iter().copied())
                 .collect();
             steps.retain(|s| {
-                let unread = !read.contains(&s.output) && s.output != logits;
-                let dropped = broadcast.contains_key(&s.output) && unread;
-                if broadcast.contains_key(&s.output) && !dropped {
+                if !broadcast.contains_key(&s.output) {
+                    return true;
+                }
+                let needed = read.contains(&s.output) || s.output == logits;
+                if needed {
                     choices.push(format!(
                         "{}: a masked copy per coalition (read by an op that needs one)",
                         s.label.trim_end_matches(" (mask, broadcast)")
                     ));
                 }
-                !dropped
+                needed
             });
         }
         let (shared_steps, suffix_steps): (Vec<Step>, Vec<Step>) =
@@ -675,16 +666,25 @@ struct TableStep {
     channels: usize,
     groups: usize,
     block: usize,
+    /// How many times fewer multiply-adds per coalition than the plain layer (its taps).
+    fewer: usize,
 }
 
-/// The three steps of a table node (build and all-absent output, shared; the sum per coalition);
-/// the range of the sum step, which produces the node's value.
+/// The three steps of a table node (build and all-absent output, shared; the sum per coalition),
+/// and the line saying so in `choices`; the range of the sum step, which produces the node's
+/// value.
 fn push_tables(
     tensors: &mut Vec<Tensor>,
     steps: &mut Vec<Step>,
+    choices: &mut Vec<String>,
     node: &nshap_model::Node,
     t: TableStep,
 ) -> Range<usize> {
+    choices.push(format!(
+        "{}: table of {} channels x {} outputs per example ({}x fewer multiply-adds per \
+         coalition; one add per output along a walk)",
+        node.name, t.channels, t.block, t.fewer
+    ));
     let mut push = |shape: Shape, shared: bool, op: StepOp, inputs: Vec<TensorId>, read, label| {
         tensors.push(Tensor {
             shape,
