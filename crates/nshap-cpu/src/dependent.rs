@@ -4,7 +4,7 @@
 use crate::ops;
 use crate::plan::Plan;
 use crate::shared::{gather_inputs, SharedCache};
-use nshap_model::{EvalSet, MaskBatch, Source};
+use nshap_model::{EvalSet, MaskBatch, Op, Source};
 
 /// One work item: coalitions `coalitions` of `masks` on cache rows `rows`.
 pub struct Item<'a> {
@@ -58,8 +58,14 @@ pub fn run_item(
             out.chunks_exact_mut(one.len().max(1))
                 .for_each(|copy| copy.copy_from_slice(&one));
             out
+        } else if let Some(out) = in_place(plan, i, &mut bufs) {
+            out
         } else {
-            let mut out = crate::pool::take_zeroed(total * numel);
+            let mut out = if writes_every_value(&node.op) {
+                crate::pool::take_dirty(total * numel)
+            } else {
+                crate::pool::take_zeroed(total * numel)
+            };
             let shared: Vec<Option<Vec<f32>>> = node
                 .inputs
                 .iter()
@@ -113,6 +119,45 @@ pub fn run_item(
         }
     }
     bufs.into_iter().flatten().for_each(crate::pool::give);
+}
+
+/// Node `i` computed in its input's buffer, when it is an activation, a flatten or an identity
+/// of a dependent node that nothing reads after it: one pass over values still in cache (or
+/// none), instead of a fresh buffer and a copy.
+fn in_place(plan: &Plan, i: usize, bufs: &mut [Option<Vec<f32>>]) -> Option<Vec<f32>> {
+    let node = &plan.graph.nodes[i];
+    let [Source::Node(j)] = node.inputs[..] else {
+        return None;
+    };
+    if !matches!(node.op, Op::Activation(_) | Op::Flatten | Op::Identity)
+        || !plan.dependent[j]
+        || plan.last_use[j] != i
+    {
+        return None;
+    }
+    let mut buf = bufs[j].take()?;
+    if let Op::Activation(a) = node.op {
+        ops::elementwise::activation_in_place(a, &mut buf);
+    }
+    Some(buf)
+}
+
+/// Whether an op's kernel assigns every output value (so its buffer need not be zeroed first);
+/// the others (conv, linear, pools with windows) accumulate into it.
+fn writes_every_value(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Add
+            | Op::Mul
+            | Op::Activation(_)
+            | Op::BatchNorm(_)
+            | Op::Prelu(_)
+            | Op::Scale(_)
+            | Op::Flatten
+            | Op::Identity
+            | Op::GlobalAvgPool
+            | Op::Concat
+    )
 }
 
 /// Replace each absent player's channel by its baseline, for every example row of the item.

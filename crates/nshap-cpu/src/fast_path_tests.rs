@@ -740,8 +740,8 @@ fn tables_past_the_first_nonlinearity_match_the_plain_path() {
         assert_eq!(table_nodes(&g, stem).0.len(), 1);
     }
 
-    // Wide players (16 channels): random coalitions are summed by GEMM (`dense_rows`), walks by
-    // table adds; plain and in two groups of 8.
+    // Wide players (16 channels): random coalitions are summed by subset sums (`subset_rows`),
+    // walks by table adds; plain and in two groups of 8.
     for groups in [1, 2] {
         let mut g = G::new(IMG, 312 + groups as u64);
         let stem = g.conv(Source::Input, 16, 3, 1);
@@ -769,7 +769,7 @@ fn tables_past_the_first_nonlinearity_match_the_plain_path() {
 #[test]
 fn table_values_do_not_depend_on_the_work_split() {
     let mut g = G::new(IMG, 320);
-    // 16 channels: both the GEMM rows and the table adds (walks) are exercised.
+    // 16 channels: both the subset-sum rows and the table adds (walks) are exercised.
     let stem = g.conv(Source::Input, 16, 3, 1);
     g.op(Op::Activation(Activation::Relu));
     g.conv(g.last(), 5, 3, 1);

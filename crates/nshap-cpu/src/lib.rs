@@ -21,6 +21,7 @@ pub mod ops;
 mod plan;
 mod pool;
 mod shared;
+mod subsets;
 mod table;
 
 pub use evaluator::{CpuEvaluator, CpuOptions};

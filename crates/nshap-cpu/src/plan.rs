@@ -7,7 +7,7 @@
 use crate::table::TableSpec;
 use nshap_model::fold::fold_batchnorm;
 use nshap_model::pushdown::{push_down, Flatten};
-use nshap_model::{BackendError, Graph, Players, Source};
+use nshap_model::{BackendError, Graph, Op, Players, Source};
 
 pub struct Plan {
     pub graph: Graph,
@@ -121,6 +121,34 @@ impl Plan {
             table_numel: picked.numel,
             choices: picked.choices,
         })
+    }
+}
+
+impl Plan {
+    /// Whether the dependent stage's plain conv and linear layers do more multiply-adds per
+    /// coalition-example than its tables do adds (at worst): their GEMMs then set the pace and
+    /// want many rows per call, where a table-bound stage wants rows that stay in cache.
+    pub fn gemm_bound(&self) -> bool {
+        let plain: usize = (0..self.graph.nodes.len())
+            .filter(|&i| self.dependent[i] && self.tables[i].is_none())
+            .map(|i| {
+                let node = &self.graph.nodes[i];
+                match &node.op {
+                    Op::Conv2d(c) => {
+                        node.shape.numel() * (c.in_channels / c.groups) * c.kernel.0 * c.kernel.1
+                    }
+                    Op::Linear(l) => l.in_features * l.out_features,
+                    _ => 0,
+                }
+            })
+            .sum();
+        let tables: usize = self
+            .tables
+            .iter()
+            .flatten()
+            .map(TableSpec::worst_adds)
+            .sum();
+        plain > tables
     }
 }
 

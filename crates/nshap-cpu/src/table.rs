@@ -5,12 +5,17 @@
 //! (present or absent channels, or channels changed since the previous coalition, whichever is
 //! fewest) x (outputs one channel reaches) adds instead of the layer's multiply-adds.
 //!
+//! A coalition that lists many channels either way (random coalitions) is summed instead by
+//! subset sums (`subsets.rs`): one add per group of 4 channels, from sums built once per work
+//! item and example.
+//!
 //! The previous coalition is the row before in the request: permutation walks send coalitions
 //! that differ by one player one after the other, so a walk step costs one table entry. Chains
 //! restart from scratch every [`CHAIN`] rows so values do not depend on how a request is split
 //! into work items (and rounding cannot drift far).
 
 use crate::ops;
+use crate::subsets;
 use nshap_model::{Conv2d, Graph, Linear, Op, PlayerLayer, Shape, Source};
 use rayon::prelude::*;
 
@@ -196,7 +201,7 @@ impl TableSpec {
         out: &mut [f32],
     ) {
         let first = coalitions.start;
-        let plans = steps(present_of, coalitions, self.channels, self.gemm_rows());
+        let plans = steps(present_of, coalitions, self.channels, self.subset_sums());
         let (e, numel, block, c_all) = (rows.len(), self.out_numel, self.block, self.channels);
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
@@ -227,127 +232,116 @@ impl TableSpec {
                     );
                 }
             };
-            // Runs of consecutive dense coalitions, cut at every chain start so the runs (and
-            // so which rows a GEMM sums) do not depend on how the request is split into items.
-            let mut run = 0..0;
-            let flush = |run: std::ops::Range<usize>, out: &mut [f32]| {
-                if run.len() >= MIN_GEMM_ROWS {
-                    self.dense_rows(&plans, run, tr, ri, e, out);
-                } else {
-                    run.for_each(|k| sparse(k, out));
+            // Dense rows first (they read nothing but the table), then the rest in order (an
+            // incremental row reads the row before it, dense or not).
+            let dense = self.dense_rows(&plans, first);
+            self.subset_rows(&plans, &dense, tr, ri, e, out);
+            let mut dense = dense.iter().peekable();
+            for k in 0..plans.len() {
+                if dense.next_if_eq(&&k).is_none() {
+                    sparse(k, out);
                 }
-            };
-            for (k, step) in plans.iter().enumerate() {
-                if (first + k) % CHAIN == 0 {
-                    flush(run.clone(), out);
-                    run = k..k;
-                }
-                if self.dense(step) {
-                    run = if run.is_empty() {
-                        k..k + 1
-                    } else {
-                        run.start..k + 1
-                    };
-                    continue;
-                }
-                flush(run.clone(), out);
-                run = k + 1..k + 1;
-                sparse(k, out);
             }
-            flush(run, out);
         }
     }
 
-    /// Whether a step is cheaper as a row of a GEMM (every channel, at GEMM speed) than as table
-    /// row adds (its listed channels, each a pass over `block` floats from memory). The adds
-    /// stream table rows from L2/L3 at a few floats per cycle; the GEMM packs the table once for
-    /// all rows of a run and runs at FMA speed, about 8x faster per element on AVX2.
+    /// Whether a step is cheaper as a subset-sum row (one add per group of
+    /// [`subsets::BITS`] channels, from sums in L2) than as table row adds (its listed
+    /// channels, each a pass over `block` floats streamed from L2/L3).
     fn dense(&self, step: &Step) -> bool {
         match step {
             Step::Fresh(l) | Step::Complement(l) => {
-                self.gemm_rows() && dense_count(l.len(), self.channels)
+                self.subset_sums() && dense_count(l.len(), self.channels)
             }
             Step::Incremental { .. } => false,
         }
     }
 
-    /// Whether coalitions may be GEMM rows at all: a group of fewer than [`DENSE_RATIO`]
-    /// channels makes GEMMs too thin to beat table adds.
-    fn gemm_rows(&self) -> bool {
+    /// Whether coalitions may be subset-sum rows at all: a group of fewer than [`DENSE_RATIO`]
+    /// channels has too few channels for the sums to beat table adds.
+    fn subset_sums(&self) -> bool {
         self.channels_per_group >= DENSE_RATIO
     }
 
-    /// Rows `run` (coalitions of `plans`, all dense steps) of example `ri` of `e`: `base +
-    /// membership x T` as one GEMM per group, written at their places in `out`.
-    fn dense_rows(
+    /// The coalitions (indices into `plans`, ascending) summed by subset sums: the dense steps
+    /// of every chain that has at least [`MIN_SUBSET_ROWS`] of them. Decided per chain, so
+    /// which rows take which path (and so their rounding) does not depend on how the request is
+    /// split into work items, which start at chain boundaries.
+    fn dense_rows(&self, plans: &[Step], first: usize) -> Vec<usize> {
+        let mut rows = Vec::new();
+        let mut k = 0;
+        while k < plans.len() {
+            let chain_end = (k + CHAIN - (first + k) % CHAIN).min(plans.len());
+            let chain: Vec<usize> = (k..chain_end).filter(|&j| self.dense(&plans[j])).collect();
+            if chain.len() >= MIN_SUBSET_ROWS {
+                rows.extend(chain);
+            }
+            k = chain_end;
+        }
+        rows
+    }
+
+    /// Coalitions `dense` (indices into `plans`, all dense steps) of example `ri` of `e`:
+    /// `base + membership x T` by subset sums, one call per group, written at their places in
+    /// `out`.
+    fn subset_rows(
         &self,
         plans: &[Step],
-        run: std::ops::Range<usize>,
+        dense: &[usize],
         tr: &[f32],
         ri: usize,
         e: usize,
         out: &mut [f32],
     ) {
-        if run.is_empty() {
+        if dense.is_empty() {
             return;
         }
-        let (n, c_all, block, numel) = (run.len(), self.channels, self.block, self.out_numel);
-        let mut member = vec![0.0f32; n * c_all];
-        for (r, step) in plans[run.clone()].iter().enumerate() {
-            let row = &mut member[r * c_all..][..c_all];
-            match step {
-                Step::Fresh(present) => present.iter().for_each(|&c| row[c] = 1.0),
-                Step::Complement(absent) => {
-                    row.fill(1.0);
-                    absent.iter().for_each(|&c| row[c] = 0.0);
-                }
-                Step::Incremental { .. } => unreachable!("runs hold dense steps only"),
-            }
-        }
-        let first = (run.start * e + ri) * numel;
-        let stride = e * numel;
-        for k in 0..n {
-            out[first + k * stride..][..numel].copy_from_slice(&self.base);
-        }
-        let last = first + (n - 1) * stride + numel;
-        assert!(last <= out.len(), "dense rows within the output");
+        let (c_all, block, numel) = (self.channels, self.block, self.out_numel);
         let per_group = self.channels_per_group;
+        let mut member = vec![false; c_all];
+        let mut index = Vec::with_capacity(dense.len() * subsets::groups(per_group));
         for g in 0..c_all / per_group {
-            // SAFETY: A is [n, per_group] of `member` (row stride c_all), B is [per_group,
-            // block] of `tr`, C is n rows of `block` floats at stride `stride` from `first +
-            // g * block`; all inside their slices (the assert above bounds C), and C does not
-            // overlap A or B.
-            unsafe {
-                matrixmultiply::sgemm(
-                    n,
-                    per_group,
-                    block,
-                    1.0,
-                    member.as_ptr().add(g * per_group),
-                    c_all as isize,
-                    1,
-                    tr.as_ptr().add(g * per_group * block),
-                    block as isize,
-                    1,
-                    1.0,
-                    out.as_mut_ptr().add(first + self.offset(g * per_group)),
-                    stride as isize,
-                    1,
-                );
+            let channels = g * per_group..(g + 1) * per_group;
+            index.clear();
+            for &k in dense {
+                match &plans[k] {
+                    Step::Fresh(present) => {
+                        member.fill(false);
+                        present.iter().for_each(|&c| member[c] = true);
+                    }
+                    Step::Complement(absent) => {
+                        member.fill(true);
+                        absent.iter().for_each(|&c| member[c] = false);
+                    }
+                    Step::Incremental { .. } => unreachable!("dense rows are fresh or complement"),
+                }
+                subsets::push_index(per_group, |c| member[channels.start + c], &mut index);
             }
+            let at = self.offset(channels.start);
+            let dst: Vec<usize> = dense.iter().map(|&k| (k * e + ri) * numel + at).collect();
+            subsets::SubsetRows {
+                table: &tr[channels.start * block..channels.end * block],
+                channels: per_group,
+                block,
+                base: &self.base[at..][..block],
+                index: &index,
+                dst: &dst,
+            }
+            .sum_into(out);
         }
     }
 }
 
-/// A coalition listing more than `channels / DENSE_RATIO` channels is summed by GEMM (where a
-/// group has at least that many channels).
+/// A coalition listing more than `channels / DENSE_RATIO` channels is summed by subset sums
+/// (where a group has at least that many channels).
 const DENSE_RATIO: usize = 8;
 
-/// Fewer dense rows than this in a run are summed as table rows: a GEMM packs the whole table
-/// first, which a single row (a chain's restart along a walk) does not repay.
-const MIN_GEMM_ROWS: usize = 4;
+/// A chain with fewer dense rows than this sums them as table rows: building the subset sums
+/// costs about `2^BITS / BITS` table passes, which a single row (a chain's restart along a
+/// walk) does not repay.
+const MIN_SUBSET_ROWS: usize = 4;
 
-/// Whether `updates` table rows cost more than a GEMM row over `channels`.
+/// Whether `updates` table rows cost more than a subset-sum row over `channels`.
 fn dense_count(updates: usize, channels: usize) -> bool {
     updates * DENSE_RATIO > channels
 }
@@ -401,7 +395,7 @@ impl Step {
     }
 
     /// The cheapest way to assemble `present`; with `dense`, a row whose cheapest list is long
-    /// is listed as fresh or complement so it goes to the GEMM (whose cost does not depend on
+    /// is listed as fresh or complement so it goes to the subset sums (whose cost does not depend on
     /// the list).
     fn choose(present: &[bool], prev: Option<&[bool]>, dense: bool) -> Step {
         let on = |want: bool| -> Vec<usize> {
@@ -512,7 +506,7 @@ mod tests {
             rows.push(row.clone());
         }
         let present = |m: usize, c: usize| rows[m][c];
-        // The same with GEMM rows allowed: a walk step stays one table entry.
+        // The same with subset-sum rows allowed: a walk step stays one table entry.
         assert_eq!(
             steps(&present, 0..rows.len(), n, true)
                 .iter()

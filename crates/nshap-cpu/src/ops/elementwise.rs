@@ -19,6 +19,14 @@ pub fn affine(scale: &[f32], shift: &[f32], spatial: usize, input: &[f32], out: 
     }
 }
 
+/// [`activation`] over `values` in place.
+pub fn activation_in_place(act: Activation, values: &mut [f32]) {
+    match act {
+        Activation::Relu => values.iter_mut().for_each(|x| *x = x.max(0.0)),
+        _ => values.iter_mut().for_each(|x| *x = act.apply(*x)),
+    }
+}
+
 pub fn activation(act: Activation, input: &[f32], out: &mut [f32]) {
     match act {
         Activation::Relu => out
