@@ -4,6 +4,7 @@
 use crate::ops;
 use crate::plan::Plan;
 use crate::shared::{gather_inputs, SharedCache};
+use crate::table::TablePlan;
 use nshap_model::{EvalSet, MaskBatch, Op, Source};
 
 /// One work item: coalitions `coalitions` of `masks` on cache rows `rows`.
@@ -14,13 +15,28 @@ pub struct Item<'a> {
     pub first: usize,
 }
 
+/// How the request's coalitions are assembled from each table node's tables (by node).
+pub fn table_plans(plan: &Plan, masks: &MaskBatch) -> Vec<Option<TablePlan>> {
+    plan.tables
+        .iter()
+        .map(|spec| {
+            spec.as_ref().map(|spec| {
+                let offset = plan.players.offset(spec.layer);
+                spec.plan_request(&|m, c| masks.contains(m, offset + c), masks.len())
+            })
+        })
+        .collect()
+}
+
 /// Run an item and hand each (coalition, example-row) logits to `sink(m, r, logits)`, where `m`
-/// indexes `masks` and `r` indexes `item.rows`.
+/// indexes `masks` and `r` indexes `item.rows`. `tables` is [`table_plans`] of `masks`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_item(
     plan: &Plan,
     cache: &SharedCache,
     data: &EvalSet,
     masks: &MaskBatch,
+    tables: &[Option<TablePlan>],
     item: &Item<'_>,
     mut sink: impl FnMut(usize, usize, &[f32]),
 ) {
@@ -38,17 +54,10 @@ pub fn run_item(
             let table = cache.tables[i]
                 .as_ref()
                 .expect("the cache has the node's table");
-            let offset = plan.players.offset(spec.layer);
+            let steps = tables[i].as_ref().expect("a plan for every table");
             // `compose` writes every value.
             let mut out = crate::pool::take_dirty(total * numel);
-            let present = |m: usize, c: usize| masks.contains(m, offset + c);
-            spec.compose(
-                table,
-                &present,
-                item.coalitions.clone(),
-                item.rows,
-                &mut out,
-            );
+            spec.compose(table, steps, item.coalitions.clone(), item.rows, &mut out);
             out
         } else if plan.boundary[i] {
             // Unmasked value is shared: repeat it for every coalition, then mask.

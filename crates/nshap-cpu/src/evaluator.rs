@@ -1,7 +1,7 @@
 //! The CPU [`Evaluator`]: splits a request into (coalitions x examples) work items run in
 //! parallel, and reduces each coalition's metric.
 
-use crate::dependent::{run_item, Item};
+use crate::dependent::{run_item, table_plans, Item};
 use crate::plan::{Plan, PlanOptions};
 use crate::shared::SharedCache;
 use crate::table::CHAIN;
@@ -218,12 +218,13 @@ impl CpuEvaluator {
             .expect("a cache exists");
         let items = self.items(masks.len(), &rows);
         let (plan, data) = (&self.plan, &*self.job.data);
+        let tables = table_plans(plan, masks);
         let out = self.in_pool(|| {
             items
                 .par_iter()
                 .map(|item| {
                     per_item(item, &cache.examples, &mut |sink| {
-                        run_item(plan, cache, data, masks, item, sink)
+                        run_item(plan, cache, data, masks, &tables, item, sink)
                     })
                 })
                 .collect()

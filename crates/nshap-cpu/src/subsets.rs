@@ -65,37 +65,60 @@ impl SubsetRows<'_> {
             self.dst.iter().all(|&d| d + self.block <= out.len()),
             "rows within the output"
         );
+        // Outputs accumulated in registers at a time: the widest the CPU holds in its vector
+        // registers that pads the block by at most an eighth (a linear layer's 10 outputs
+        // take one chunk of 16, not one of 128).
+        let fits =
+            |l: usize| l == 16 || self.block.next_multiple_of(l) - self.block <= self.block / 8;
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the features the function is compiled for.
-                return unsafe { self.sum_avx512(out) };
+                return unsafe { self.sum_avx512(out, fits) };
             }
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: as above.
-                return unsafe { self.sum_avx2(out) };
+                return unsafe { self.sum_avx2(out, fits) };
             }
         }
-        self.sum::<32>(out)
+        if fits(32) {
+            self.sum::<32>(out)
+        } else {
+            self.sum::<16>(out)
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn sum_avx512(&self, out: &mut [f32]) {
-        self.sum::<128>(out)
+    unsafe fn sum_avx512(&self, out: &mut [f32], fits: impl Fn(usize) -> bool) {
+        match () {
+            _ if fits(128) => self.sum::<128>(out),
+            _ if fits(64) => self.sum::<64>(out),
+            _ if fits(32) => self.sum::<32>(out),
+            _ => self.sum::<16>(out),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn sum_avx2(&self, out: &mut [f32]) {
-        self.sum::<64>(out)
+    unsafe fn sum_avx2(&self, out: &mut [f32], fits: impl Fn(usize) -> bool) {
+        match () {
+            _ if fits(64) => self.sum::<64>(out),
+            _ if fits(32) => self.sum::<32>(out),
+            _ => self.sum::<16>(out),
+        }
     }
 
-    /// The work, with `L` outputs accumulated in registers at a time.
+    /// The work, with `L` outputs accumulated in registers at a time. Column blocks are
+    /// multiples of `L` wide; the last one's sums are padded with zeros and only its real
+    /// columns are stored.
     #[inline(always)]
     fn sum<const L: usize>(&self, out: &mut [f32]) {
         let (channels, block) = (self.channels, self.block);
         let groups = groups(channels);
+        if block == 0 {
+            return;
+        }
         if groups == 0 {
             for &d in self.dst {
                 out[d..][..block].copy_from_slice(self.base);
@@ -103,55 +126,51 @@ impl SubsetRows<'_> {
             return;
         }
         let per_column = groups * SUBSETS;
-        let width = (SCRATCH_FLOATS / per_column).max(L) / L * L;
-        let mut sums = crate::pool::take_dirty(per_column * width.min(block.max(1)));
+        let width = ((SCRATCH_FLOATS / per_column).max(L) / L * L).min(block.next_multiple_of(L));
+        let mut sums = crate::pool::take_dirty(per_column * width);
         for j0 in (0..block).step_by(width) {
             let w = width.min(block - j0);
-            self.build(j0, w, &mut sums);
+            let padded = w.next_multiple_of(L);
+            self.build(j0, w, padded, &mut sums);
             for (k, &d) in self.dst.iter().enumerate() {
                 let ids = &self.index[k * groups..][..groups];
                 let row = &mut out[d + j0..][..w];
-                let entry = |g: usize, at: usize| (g * SUBSETS + ids[g] as usize) * w + at;
-                let mut at = 0;
-                while at + L <= w {
-                    let mut acc: [f32; L] = self.base[j0 + at..][..L].try_into().expect("L floats");
-                    for g in 0..groups {
-                        let e: &[f32; L] = sums[entry(g, at)..][..L].try_into().expect("L floats");
+                for at in (0..padded).step_by(L) {
+                    let real = L.min(w - at);
+                    let mut acc = [0.0f32; L];
+                    acc[..real].copy_from_slice(&self.base[j0 + at..][..real]);
+                    for (g, &id) in ids.iter().enumerate() {
+                        let entry = (g * SUBSETS + id as usize) * padded + at;
+                        let e: &[f32; L] = sums[entry..][..L].try_into().expect("L floats");
                         for i in 0..L {
                             acc[i] += e[i];
                         }
                     }
-                    row[at..at + L].copy_from_slice(&acc);
-                    at += L;
-                }
-                for (i, v) in row.iter_mut().enumerate().skip(at) {
-                    let mut acc = self.base[j0 + i];
-                    for g in 0..groups {
-                        acc += sums[entry(g, i)];
-                    }
-                    *v = acc;
+                    row[at..at + real].copy_from_slice(&acc[..real]);
                 }
             }
         }
         crate::pool::give(sums);
     }
 
-    /// Subset sums of columns `j0..j0 + w`: `sums[(g * SUBSETS + s) * w + j]`, each subset the
-    /// one without its lowest member plus that member's row (so 1 add per subset and column).
+    /// Subset sums of columns `j0..j0 + w`, at row stride `padded` (the columns past `w` are
+    /// zero): `sums[(g * SUBSETS + s) * padded + j]`, each subset the one without its lowest
+    /// member plus that member's row (so 1 add per subset and column).
     #[inline(always)]
-    fn build(&self, j0: usize, w: usize, sums: &mut [f32]) {
+    fn build(&self, j0: usize, w: usize, padded: usize, sums: &mut [f32]) {
         for g in 0..groups(self.channels) {
-            let group = &mut sums[g * SUBSETS * w..][..SUBSETS * w];
-            group[..w].fill(0.0);
+            let group = &mut sums[g * SUBSETS * padded..][..SUBSETS * padded];
+            group[..padded].fill(0.0);
             let members = BITS.min(self.channels - g * BITS);
             for s in 1..1usize << members {
                 let low = s.trailing_zeros() as usize;
                 let table_row = &self.table[(g * BITS + low) * self.block + j0..][..w];
-                let (done, rest) = group.split_at_mut(s * w);
-                let without = &done[(s & (s - 1)) * w..][..w];
+                let (done, rest) = group.split_at_mut(s * padded);
+                let without = &done[(s & (s - 1)) * padded..][..w];
                 for ((d, a), b) in rest[..w].iter_mut().zip(without).zip(table_row) {
                     *d = a + b;
                 }
+                rest[w..padded].fill(0.0);
             }
         }
     }
@@ -174,7 +193,15 @@ mod tests {
     #[test]
     fn subset_sums_equal_the_direct_sum() {
         let mut seed = 7;
-        for (channels, block) in [(1, 5), (4, 64), (7, 130), (16, 257), (33, 1000), (64, 4100)] {
+        for (channels, block) in [
+            (1, 5),
+            (4, 64),
+            (7, 130),
+            (32, 10),
+            (16, 257),
+            (33, 1000),
+            (64, 4100),
+        ] {
             let table: Vec<f32> = (0..channels * block).map(|_| lcg(&mut seed)).collect();
             let base: Vec<f32> = (0..block).map(|_| lcg(&mut seed)).collect();
             let rows = 9;
@@ -251,10 +278,11 @@ mod tests {
             f(&mut out);
             out
         };
-        let portable = run(&|o| rows.sum::<32>(o));
         let scalar = run(&|o| rows.sum::<1>(o));
-        let dispatched = run(&|o| rows.sum_into(o));
-        assert_eq!(portable, scalar);
-        assert_eq!(portable, dispatched);
+        assert_eq!(run(&|o| rows.sum_into(o)), scalar);
+        assert_eq!(run(&|o| rows.sum::<16>(o)), scalar);
+        assert_eq!(run(&|o| rows.sum::<32>(o)), scalar);
+        assert_eq!(run(&|o| rows.sum::<64>(o)), scalar);
+        assert_eq!(run(&|o| rows.sum::<128>(o)), scalar);
     }
 }

@@ -190,18 +190,63 @@ impl TableSpec {
             .collect()
     }
 
-    /// Outputs `[coalitions, rows, out]` of coalitions `start..start + count` (rows of `masks`)
-    /// on cache rows `rows`, into `out`.
+    /// How coalitions `0..m` (`present_of(m, c)`: channel `c` of this layer present in
+    /// coalition `m`) are assembled: computed once per request and shared by every work item,
+    /// whose coalition ranges start at chain boundaries (so each item sees exactly the steps it
+    /// would have planned itself; planning per item cost more than the sums for small tables).
+    pub fn plan_request(&self, present_of: &dyn Fn(usize, usize) -> bool, m: usize) -> TablePlan {
+        let steps = steps(present_of, 0..m, self.channels, self.subset_sums());
+        let dense = self.dense_rows(&steps);
+        let per_group = self.channels_per_group;
+        let mut member = vec![false; self.channels];
+        let mut index: Vec<Vec<u8>> = (0..self.channels / per_group)
+            .map(|_| Vec::with_capacity(dense.len() * subsets::groups(per_group)))
+            .collect();
+        for &k in &dense {
+            match &steps[k] {
+                Step::Fresh(present) => {
+                    member.fill(false);
+                    present.iter().for_each(|&c| member[c] = true);
+                }
+                Step::Complement(absent) => {
+                    member.fill(true);
+                    absent.iter().for_each(|&c| member[c] = false);
+                }
+                Step::Incremental { .. } => unreachable!("dense rows are fresh or complement"),
+            }
+            for (g, index) in index.iter_mut().enumerate() {
+                let first = g * per_group;
+                subsets::push_index(per_group, |c| member[first + c], index);
+            }
+        }
+        TablePlan {
+            steps,
+            dense,
+            index,
+        }
+    }
+
+    /// Outputs `[coalitions, rows, out]` of coalitions `coalitions` (a range of `plan`'s
+    /// coalitions starting at a chain boundary) on cache rows `rows`, into `out`.
     pub fn compose(
         &self,
         table: &NodeTable,
-        present_of: &dyn Fn(usize, usize) -> bool,
+        plan: &TablePlan,
         coalitions: std::ops::Range<usize>,
         rows: &[usize],
         out: &mut [f32],
     ) {
+        debug_assert_eq!(
+            coalitions.start % CHAIN,
+            0,
+            "items start at chain boundaries"
+        );
         let first = coalitions.start;
-        let plans = steps(present_of, coalitions, self.channels, self.subset_sums());
+        let plans = &plan.steps[coalitions.clone()];
+        // The dense rows of this range, as positions in `plan.dense` and local indices.
+        let lo = plan.dense.partition_point(|&k| k < coalitions.start);
+        let hi = plan.dense.partition_point(|&k| k < coalitions.end);
+        let dense: Vec<usize> = plan.dense[lo..hi].iter().map(|&k| k - first).collect();
         let (e, numel, block, c_all) = (rows.len(), self.out_numel, self.block, self.channels);
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
@@ -234,8 +279,7 @@ impl TableSpec {
             };
             // Dense rows first (they read nothing but the table), then the rest in order (an
             // incremental row reads the row before it, dense or not).
-            let dense = self.dense_rows(&plans, first);
-            self.subset_rows(&plans, &dense, tr, ri, e, out);
+            self.subset_rows(plan, lo..hi, &dense, tr, ri, e, out);
             let mut dense = dense.iter().peekable();
             for k in 0..plans.len() {
                 if dense.next_if_eq(&&k).is_none() {
@@ -267,26 +311,26 @@ impl TableSpec {
     /// of every chain that has at least [`MIN_SUBSET_ROWS`] of them. Decided per chain, so
     /// which rows take which path (and so their rounding) does not depend on how the request is
     /// split into work items, which start at chain boundaries.
-    fn dense_rows(&self, plans: &[Step], first: usize) -> Vec<usize> {
+    fn dense_rows(&self, plans: &[Step]) -> Vec<usize> {
         let mut rows = Vec::new();
-        let mut k = 0;
-        while k < plans.len() {
-            let chain_end = (k + CHAIN - (first + k) % CHAIN).min(plans.len());
-            let chain: Vec<usize> = (k..chain_end).filter(|&j| self.dense(&plans[j])).collect();
-            if chain.len() >= MIN_SUBSET_ROWS {
-                rows.extend(chain);
+        for start in (0..plans.len()).step_by(CHAIN) {
+            let chain = start..(start + CHAIN).min(plans.len());
+            let dense: Vec<usize> = chain.filter(|&k| self.dense(&plans[k])).collect();
+            if dense.len() >= MIN_SUBSET_ROWS {
+                rows.extend(dense);
             }
-            k = chain_end;
         }
         rows
     }
 
-    /// Coalitions `dense` (indices into `plans`, all dense steps) of example `ri` of `e`:
+    /// Dense rows `dense` (local indices of `plan.dense[positions]`) of example `ri` of `e`:
     /// `base + membership x T` by subset sums, one call per group, written at their places in
     /// `out`.
+    #[allow(clippy::too_many_arguments)]
     fn subset_rows(
         &self,
-        plans: &[Step],
+        plan: &TablePlan,
+        positions: std::ops::Range<usize>,
         dense: &[usize],
         tr: &[f32],
         ri: usize,
@@ -296,27 +340,10 @@ impl TableSpec {
         if dense.is_empty() {
             return;
         }
-        let (c_all, block, numel) = (self.channels, self.block, self.out_numel);
-        let per_group = self.channels_per_group;
-        let mut member = vec![false; c_all];
-        let mut index = Vec::with_capacity(dense.len() * subsets::groups(per_group));
-        for g in 0..c_all / per_group {
+        let (block, numel, per_group) = (self.block, self.out_numel, self.channels_per_group);
+        let per_row = subsets::groups(per_group);
+        for (g, index) in plan.index.iter().enumerate() {
             let channels = g * per_group..(g + 1) * per_group;
-            index.clear();
-            for &k in dense {
-                match &plans[k] {
-                    Step::Fresh(present) => {
-                        member.fill(false);
-                        present.iter().for_each(|&c| member[c] = true);
-                    }
-                    Step::Complement(absent) => {
-                        member.fill(true);
-                        absent.iter().for_each(|&c| member[c] = false);
-                    }
-                    Step::Incremental { .. } => unreachable!("dense rows are fresh or complement"),
-                }
-                subsets::push_index(per_group, |c| member[channels.start + c], &mut index);
-            }
             let at = self.offset(channels.start);
             let dst: Vec<usize> = dense.iter().map(|&k| (k * e + ri) * numel + at).collect();
             subsets::SubsetRows {
@@ -324,7 +351,7 @@ impl TableSpec {
                 channels: per_group,
                 block,
                 base: &self.base[at..][..block],
-                index: &index,
+                index: &index[positions.start * per_row..positions.end * per_row],
                 dst: &dst,
             }
             .sum_into(out);
@@ -344,6 +371,17 @@ const MIN_SUBSET_ROWS: usize = 4;
 /// Whether `updates` table rows cost more than a subset-sum row over `channels`.
 fn dense_count(updates: usize, channels: usize) -> bool {
     updates * DENSE_RATIO > channels
+}
+
+/// How a request's coalitions are assembled from one table node's tables.
+pub struct TablePlan {
+    /// One step per coalition.
+    steps: Vec<Step>,
+    /// The coalitions summed by subset sums, ascending.
+    dense: Vec<usize>,
+    /// Per group of the layer's channels (conv groups), the subset index of each dense row in
+    /// each group of [`subsets::BITS`] channels: `[dense, subsets::groups(channels per group)]`.
+    index: Vec<Vec<u8>>,
 }
 
 /// Per-example tables of one node, for the rows of a shared cache.
