@@ -101,7 +101,18 @@ pub fn run_item(
                     (Source::Input, None) => unreachable!(),
                 })
                 .collect();
-            ops::run(g, node, &inputs, total, &mut out);
+            match &node.op {
+                Op::Conv2d(c) => ops::conv::conv2d_cached(
+                    c,
+                    &plan.convs[i],
+                    g.shape_of(node.inputs[0]),
+                    node.shape,
+                    inputs[0],
+                    total,
+                    &mut out,
+                ),
+                _ => ops::run(g, node, &inputs, total, &mut out),
+            }
             out
         };
         if let Some(layer) = plan.players.layer_of_node(i) {
@@ -152,11 +163,15 @@ fn in_place(plan: &Plan, i: usize, bufs: &mut [Option<Vec<f32>>]) -> Option<Vec<
 }
 
 /// Whether an op's kernel assigns every output value (so its buffer need not be zeroed first);
-/// the others (conv, linear, pools with windows) accumulate into it.
+/// the others (pools with windows, layer norm) are zeroed to be safe.
 fn writes_every_value(op: &Op) -> bool {
     matches!(
         op,
-        Op::Add
+        Op::Conv2d(_)
+            | Op::Linear(_)
+            | Op::Slice { .. }
+            | Op::ChannelShuffle { .. }
+            | Op::Add
             | Op::Mul
             | Op::Activation(_)
             | Op::BatchNorm(_)

@@ -4,6 +4,7 @@
 //! computed once per example and shared. A player node whose inputs are all shared is a
 //! *boundary*: its unmasked value is shared too, and each coalition only applies its mask to it.
 
+use crate::ops::conv::ConvCache;
 use crate::table::TableSpec;
 use nshap_model::fold::fold_batchnorm;
 use nshap_model::pushdown::{push_down, Flatten};
@@ -30,6 +31,8 @@ pub struct Plan {
     pub table_numel: usize,
     /// What was picked for each layer after a player node, and why (for `inspect` and reports).
     pub choices: Vec<String>,
+    /// Per node, the convolution work its calls share (made on first use).
+    pub convs: Vec<ConvCache>,
 }
 
 /// What the plan may use, and the memory it may spend on shared values and tables.
@@ -120,6 +123,7 @@ impl Plan {
             unmaterialized: picked.unmaterialized,
             table_numel: picked.numel,
             choices: picked.choices,
+            convs: (0..n).map(|_| ConvCache::default()).collect(),
         })
     }
 }

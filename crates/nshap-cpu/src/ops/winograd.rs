@@ -12,7 +12,7 @@
 //! stages a tile row is only a few tiles wide, and transforms looping over tiles spent more
 //! time than the GEMMs saved; looping over examples makes every transform a run of vector adds.
 
-use super::conv::with_scratch;
+use super::conv::{put_scratch, take_scratch};
 use nshap_model::{Conv2d, Shape};
 
 /// Fewest input channels: each of the 16 GEMMs has depth `cin`, too thin to pay below this
@@ -36,7 +36,7 @@ pub fn applies(c: &Conv2d) -> bool {
 }
 
 /// `U[ξ][o][i] = (G g_{o,i} Gᵀ)[ξ]`, row-major `[16, cout, cin]`.
-fn transform_weights(c: &Conv2d) -> Vec<f32> {
+pub fn transform_weights(c: &Conv2d) -> Vec<f32> {
     let (cout, cin) = (c.out_channels, c.in_channels);
     let mut u = vec![0.0f32; 16 * cout * cin];
     for o in 0..cout {
@@ -77,8 +77,11 @@ pub fn pays(c: &Conv2d, oh: usize, ow: usize, rows: usize) -> bool {
     oh >= 2 && ow >= 2 && rows * tiles >= MIN_TILES && 16 * c.in_channels * tiles <= V_BUDGET
 }
 
+/// The convolution, with `u` the layer's [`transform_weights`].
+#[inline(always)]
 pub fn conv3x3(
     c: &Conv2d,
+    u: &[f32],
     in_shape: Shape,
     out_shape: Shape,
     input: &[f32],
@@ -99,12 +102,11 @@ pub fn conv3x3(
     let batch = (V_BUDGET / (16 * cin * tiles).max(1))
         .max(MIN_TILES.div_ceil(tiles.max(1)))
         .clamp(1, rows.max(1));
-    let u = transform_weights(c);
     let mut padded = vec![0.0f32; cin * hp * wp * batch];
-    with_scratch(
-        16 * cin * tiles * batch,
-        16 * cout * tiles * batch,
-        |v, m| {
+    let (mut v_buf, mut m_buf) = take_scratch(16 * cin * tiles * batch, 16 * cout * tiles * batch);
+    {
+        let (v, m) = (&mut v_buf[..], &mut m_buf[..]);
+        {
             for start in (0..rows).step_by(batch) {
                 let nb = batch.min(rows - start);
                 let n = nb * tiles;
@@ -268,8 +270,9 @@ pub fn conv3x3(
                     }
                 }
             }
-        },
-    );
+        }
+    }
+    put_scratch(v_buf, m_buf);
 }
 
 #[cfg(test)]
@@ -317,7 +320,15 @@ mod tests {
                 .map(|_| rng.random_range(-2.0..2.0))
                 .collect();
             let mut fast = vec![f32::NAN; rows * cout * oh * ow];
-            conv3x3(&c, in_shape, out_shape, &x, rows, &mut fast);
+            conv3x3(
+                &c,
+                &transform_weights(&c),
+                in_shape,
+                out_shape,
+                &x,
+                rows,
+                &mut fast,
+            );
             let mut direct = vec![0.0; fast.len()];
             super::super::conv::conv2d_im2col(&c, in_shape, out_shape, &x, rows, &mut direct);
             for (k, (a, b)) in fast.iter().zip(&direct).enumerate() {
