@@ -110,17 +110,20 @@ pub fn conv3x3(
             for start in (0..rows).step_by(batch) {
                 let nb = batch.min(rows - start);
                 let n = nb * tiles;
-                // X[i][y][x][r], zero padded.
+                // X[i][y][x][r], zero padded. Channel by channel, so the strided writes of all
+                // examples stay in one channel's plane (a few KiB, in L1); example by example
+                // they swept the whole buffer once per example.
                 let xs = &mut padded[..cin * hp * wp * nb];
                 xs.fill(0.0);
-                for r in 0..nb {
-                    let x = &input[(start + r) * in_row..][..in_row];
-                    for i in 0..cin {
+                for i in 0..cin {
+                    let plane = &mut xs[i * hp * wp * nb..][..hp * wp * nb];
+                    for r in 0..nb {
+                        let x = &input[(start + r) * in_row + i * h * w..][..h * w];
                         for y in 0..h.min(hp - pad_y) {
-                            let src = &x[(i * h + y) * w..][..w.min(wp - pad_x)];
-                            let row = (i * hp + y + pad_y) * wp + pad_x;
+                            let src = &x[y * w..][..w.min(wp - pad_x)];
+                            let row = (y + pad_y) * wp + pad_x;
                             for (k, &val) in src.iter().enumerate() {
-                                xs[(row + k) * nb + r] = val;
+                                plane[(row + k) * nb + r] = val;
                             }
                         }
                     }
@@ -212,6 +215,10 @@ pub fn conv3x3(
                 // Y = Aᵀ M A + bias per tile, vectors over the examples, clipped at odd edges.
                 let mut a = vec![0.0f32; 8 * nb];
                 let mut y = vec![0.0f32; 4 * nb];
+                // One output channel's values of every example, `[oh * ow][nb]`, written out
+                // example by example as contiguous runs (written straight into `out`, each
+                // value of a tile went to a different example's row: a cache line per value).
+                let mut plane = vec![0.0f32; oh * ow * nb];
                 for o in 0..cout {
                     let b = c.bias[o];
                     for ty in 0..th {
@@ -259,13 +266,16 @@ pub fn conv3x3(
                                     if ox >= ow {
                                         break;
                                     }
-                                    let vals = &y[(dy * 2 + dx) * nb..][..nb];
-                                    let at = o * oh * ow + oy * ow + ox;
-                                    for (r, &val) in vals.iter().enumerate() {
-                                        out[(start + r) * out_row + at] = val;
-                                    }
+                                    plane[(oy * ow + ox) * nb..][..nb]
+                                        .copy_from_slice(&y[(dy * 2 + dx) * nb..][..nb]);
                                 }
                             }
+                        }
+                    }
+                    for r in 0..nb {
+                        let dst = &mut out[(start + r) * out_row + o * oh * ow..][..oh * ow];
+                        for (pos, d) in dst.iter_mut().enumerate() {
+                            *d = plane[pos * nb + r];
                         }
                     }
                 }
