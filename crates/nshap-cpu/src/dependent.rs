@@ -50,7 +50,10 @@ pub fn run_item(
             continue;
         }
         let numel = node.shape.numel();
-        let mut out = if let Some(spec) = &plan.tables[i] {
+        let mut out = if let Some(t) = plan.absorbed[i] {
+            // The table already added the shared operand: its output is this add's.
+            bufs[t].take().expect("an absorbed add's table is computed")
+        } else if let Some(spec) = &plan.tables[i] {
             let table = cache.tables[i]
                 .as_ref()
                 .expect("the cache has the node's table");

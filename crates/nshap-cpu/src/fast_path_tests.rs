@@ -674,6 +674,32 @@ fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// Names of the adds the fast plan folds into a table.
+fn absorbed_adds(g: &G, player: Source) -> Vec<String> {
+    let Source::Node(p) = player else {
+        unreachable!()
+    };
+    let graph = g.graph();
+    let layer = PlayerLayer {
+        node: p,
+        name: graph.nodes[p].name.clone(),
+        baseline: vec![0.3; graph.nodes[p].shape.channels()],
+    };
+    let players = Players::new(vec![layer]).unwrap();
+    let data = EvalSet::new(
+        graph.input,
+        vec![0.0; graph.input.numel()],
+        vec![0],
+        CLASSES,
+    )
+    .unwrap();
+    let plan = Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap();
+    (0..plan.graph.nodes.len())
+        .filter(|&i| plan.absorbed[i].is_some())
+        .map(|i| plan.graph.nodes[i].name.clone())
+        .collect()
+}
+
 /// Tables past the first non-linearity: a residual block with the players inside it (the conv
 /// reads them through a table, the skip add reads them masked), a strided block whose 3x3 conv
 /// and 1x1 shortcut both read the players (both tables, the masked value never built), a
@@ -702,6 +728,30 @@ fn tables_past_the_first_nonlinearity_match_the_plain_path() {
     assert!(
         skipped.is_empty(),
         "the add reads the masked players: {skipped:?}"
+    );
+
+    // Players inside a block whose skip comes from before them (shared): the add of the
+    // table and the skip is folded into the table's per-example base.
+    let mut g = G::new(IMG, 302);
+    g.conv(Source::Input, 4, 3, 1);
+    let skip = g.op(Op::Activation(Activation::Relu));
+    let inner = g.conv(skip, 4, 3, 1);
+    let x = g.op(Op::Activation(Activation::Relu));
+    let conv = g.conv(x, 4, 3, 1);
+    let add = g.node(Op::Add, &[skip, conv], None);
+    g.op(Op::Activation(Activation::Relu));
+    g.op(Op::GlobalAvgPool);
+    g.head();
+    check(&g, inner, x, "players inside a block with a shared skip");
+    let (tables, _) = table_nodes(&g, inner);
+    let (Source::Node(conv), Source::Node(add)) = (conv, add) else {
+        unreachable!()
+    };
+    assert_eq!(tables, [g.nodes[conv].name.clone()]);
+    assert_eq!(
+        absorbed_adds(&g, inner),
+        [g.nodes[add].name.clone()],
+        "the skip add is folded into the table"
     );
 
     // A strided block at the players: conv3x3 s2 and a 1x1 s2 shortcut both read them.

@@ -33,6 +33,10 @@ pub struct Plan {
     pub choices: Vec<String>,
     /// Per node, the convolution work its calls share (made on first use).
     pub convs: Vec<ConvCache>,
+    /// Per node: an add of a table node and a shared value, mapped to that table node. The
+    /// shared value is folded into the table's per-example base, so the table's output is
+    /// already the sum and the add costs nothing per coalition.
+    pub absorbed: Vec<Option<usize>>,
 }
 
 /// What the plan may use, and the memory it may spend on shared values and tables.
@@ -110,6 +114,8 @@ impl Plan {
             options.tables,
             budget_floats.saturating_sub(retained_numel),
         );
+        let mut picked = picked;
+        let absorbed = absorb_shared_addends(&graph, &players, &dependent, &mut picked);
         Ok(Plan {
             graph,
             players,
@@ -124,6 +130,7 @@ impl Plan {
             table_numel: picked.numel,
             choices: picked.choices,
             convs: (0..n).map(|_| ConvCache::default()).collect(),
+            absorbed,
         })
     }
 }
@@ -154,6 +161,48 @@ impl Plan {
             .sum();
         plain > tables
     }
+}
+
+/// Adds whose operands are a table node (read by nothing else, not itself a player node) and a
+/// shared value of the same shape: the table takes the shared value as its addend (see
+/// [`TableSpec::addend`]). A residual block with its players inside (a ResNet's `conv2 + skip`)
+/// then spends no pass over its activations on the add.
+fn absorb_shared_addends(
+    graph: &Graph,
+    players: &Players,
+    dependent: &[bool],
+    picked: &mut Picked,
+) -> Vec<Option<usize>> {
+    let mut absorbed = vec![None; graph.nodes.len()];
+    for t in 0..graph.nodes.len() {
+        let Some(spec) = picked.tables[t].as_mut() else {
+            continue;
+        };
+        let [a] = graph.consumers(t)[..] else {
+            continue;
+        };
+        let add = &graph.nodes[a];
+        let other = match add.inputs[..] {
+            [Source::Node(x), Source::Node(y)] if x == t && y != t => y,
+            [Source::Node(x), Source::Node(y)] if y == t && x != t => x,
+            _ => continue,
+        };
+        if !matches!(add.op, Op::Add)
+            || add.shape != graph.nodes[t].shape
+            || graph.nodes[other].shape != add.shape
+            || dependent[other]
+            || players.layer_of_node(t).is_some()
+        {
+            continue;
+        }
+        spec.addend = Some(other);
+        absorbed[a] = Some(t);
+        picked.choices.push(format!(
+            "{} (add): folded into the table of {} (the shared {} is added to each example's base)",
+            add.name, graph.nodes[t].name, graph.nodes[other].name
+        ));
+    }
+    absorbed
 }
 
 struct Picked {

@@ -44,7 +44,10 @@ impl SharedCache {
                         .as_deref()
                         .expect("the player's value is retained");
                     let baseline = &plan.players.layers()[spec.layer].baseline;
-                    spec.compute(&plan.graph, x, baseline)
+                    let addend = spec
+                        .addend
+                        .map(|a| values[a].as_deref().expect("a table's addend is retained"));
+                    spec.compute(&plan.graph, x, baseline, addend)
                 })
             })
             .collect();

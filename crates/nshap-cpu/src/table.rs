@@ -43,6 +43,9 @@ pub struct TableSpec {
     pub base: Vec<f32>,
     /// Multiply-adds of the plain layer per coalition-example.
     pub plain_macs: usize,
+    /// A shared node whose value is added to the layer's output (the add that reads both is
+    /// folded in, see `Plan::absorbed`): each example's base and full output include it.
+    pub addend: Option<usize>,
     /// The layer restricted to one input channel, per channel (convs only).
     per_channel: Option<Vec<Conv2d>>,
     /// Player-node values per example (floats) and outputs per example.
@@ -93,6 +96,7 @@ impl TableSpec {
             channels_per_group,
             base: Vec::new(),
             plain_macs,
+            addend: None,
             per_channel,
             in_numel,
             out_numel,
@@ -121,7 +125,14 @@ impl TableSpec {
 
     /// `T` `[rows, channels, block]` and the full outputs `[rows, out]` of rows of the player
     /// node's unmasked value `x`.
-    pub fn compute(&self, graph: &Graph, x: &[f32], baseline: &[f32]) -> NodeTable {
+    /// With an [`addend`](Self::addend), `addend` holds its rows (one per row of `x`).
+    pub fn compute(
+        &self,
+        graph: &Graph,
+        x: &[f32],
+        baseline: &[f32],
+        addend: Option<&[f32]>,
+    ) -> NodeTable {
         let rows = x.len() / self.in_numel.max(1);
         let (c_all, block) = (self.channels, self.block);
         let mut t = vec![0.0f32; rows * c_all * block];
@@ -148,7 +159,16 @@ impl TableSpec {
                 );
             }
         }
-        NodeTable { t, full }
+        let bases = addend.map(|addend| {
+            let mut bases = Vec::with_capacity(rows * self.out_numel);
+            for r in 0..rows {
+                let add = &addend[r * self.out_numel..][..self.out_numel];
+                bases.extend(self.base.iter().zip(add).map(|(b, a)| b + a));
+                self::add(&mut full[r * self.out_numel..][..self.out_numel], add);
+            }
+            bases
+        });
+        NodeTable { t, full, bases }
     }
 
     /// For each channel c, `[rows, block]`: the one-channel layer applied to `x_c - b_c`.
@@ -251,12 +271,16 @@ impl TableSpec {
         for (ri, &row) in rows.iter().enumerate() {
             let tr = &table.t[row * c_all * block..][..c_all * block];
             let full = &table.full[row * numel..][..numel];
+            let base = match &table.bases {
+                Some(bases) => &bases[row * numel..][..numel],
+                None => &self.base[..],
+            };
             let sparse = |k: usize, out: &mut [f32]| {
                 let at = (k * e + ri) * numel;
                 let (before, rest) = out.split_at_mut(at);
                 let dst = &mut rest[..numel];
                 let (start, plus, minus) = match &plans[k] {
-                    Step::Fresh(plus) => (&self.base[..], &plus[..], &[][..]),
+                    Step::Fresh(plus) => (base, &plus[..], &[][..]),
                     Step::Complement(minus) => (full, &[][..], &minus[..]),
                     Step::Incremental { plus, minus } => {
                         let prev = &before[((k - 1) * e + ri) * numel..][..numel];
@@ -279,7 +303,7 @@ impl TableSpec {
             };
             // Dense rows first (they read nothing but the table), then the rest in order (an
             // incremental row reads the row before it, dense or not).
-            self.subset_rows(plan, lo..hi, &dense, tr, ri, e, out);
+            self.subset_rows(plan, lo..hi, &dense, tr, base, ri, e, out);
             let mut dense = dense.iter().peekable();
             for k in 0..plans.len() {
                 if dense.next_if_eq(&&k).is_none() {
@@ -333,6 +357,7 @@ impl TableSpec {
         positions: std::ops::Range<usize>,
         dense: &[usize],
         tr: &[f32],
+        base: &[f32],
         ri: usize,
         e: usize,
         out: &mut [f32],
@@ -350,7 +375,7 @@ impl TableSpec {
                 table: &tr[channels.start * block..channels.end * block],
                 channels: per_group,
                 block,
-                base: &self.base[at..][..block],
+                base: &base[at..][..block],
                 index: &index[positions.start * per_row..positions.end * per_row],
                 dst: &dst,
             }
@@ -388,8 +413,11 @@ pub struct TablePlan {
 pub struct NodeTable {
     /// `[rows, channels, block]`.
     pub t: Vec<f32>,
-    /// The layer's unmasked output `[rows, out]` (`base + sum of every channel's entry`).
+    /// The layer's unmasked output `[rows, out]` (`base + sum of every channel's entry`, plus
+    /// the addend).
     pub full: Vec<f32>,
+    /// With an addend, each row's base (`[rows, out]`: the spec's base plus the addend).
+    pub bases: Option<Vec<f32>>,
 }
 
 /// How each of coalitions `coalitions` is assembled from the one before it in the range.
