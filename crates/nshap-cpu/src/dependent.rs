@@ -30,7 +30,6 @@ pub fn table_plans(plan: &Plan, masks: &MaskBatch) -> Vec<Option<TablePlan>> {
 
 /// Run an item and hand each (coalition, example-row) logits to `sink(m, r, logits)`, where `m`
 /// indexes `masks` and `r` indexes `item.rows`. `tables` is [`table_plans`] of `masks`.
-#[allow(clippy::too_many_arguments)]
 pub fn run_item(
     plan: &Plan,
     cache: &SharedCache,

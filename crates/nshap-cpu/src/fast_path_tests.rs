@@ -641,9 +641,8 @@ fn shared_operands_of_multi_input_ops_keep_their_order() {
     check(&g, x, act, "squeeze-and-excitation");
 }
 
-/// Names of the nodes the fast plan computes from tables, and of the player nodes it never
-/// materialises.
-fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
+/// The fast plan (pushdown and tables) for `g` with the channels of `player` as players.
+fn fast_plan(g: &G, player: Source) -> Plan {
     let Source::Node(p) = player else {
         unreachable!()
     };
@@ -661,7 +660,13 @@ fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
         CLASSES,
     )
     .unwrap();
-    let plan = Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap();
+    Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap()
+}
+
+/// Names of the nodes the fast plan computes from tables, and of the player nodes it never
+/// materialises.
+fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
+    let plan = fast_plan(g, player);
     let names = |flags: Vec<bool>| {
         (0..flags.len())
             .filter(|&i| flags[i])
@@ -676,24 +681,7 @@ fn table_nodes(g: &G, player: Source) -> (Vec<String>, Vec<String>) {
 
 /// Names of the adds the fast plan folds into a table.
 fn absorbed_adds(g: &G, player: Source) -> Vec<String> {
-    let Source::Node(p) = player else {
-        unreachable!()
-    };
-    let graph = g.graph();
-    let layer = PlayerLayer {
-        node: p,
-        name: graph.nodes[p].name.clone(),
-        baseline: vec![0.3; graph.nodes[p].shape.channels()],
-    };
-    let players = Players::new(vec![layer]).unwrap();
-    let data = EvalSet::new(
-        graph.input,
-        vec![0.0; graph.input.numel()],
-        vec![0],
-        CLASSES,
-    )
-    .unwrap();
-    let plan = Plan::new(&graph, &players, plan_options(true, true, &data)).unwrap();
+    let plan = fast_plan(g, player);
     (0..plan.graph.nodes.len())
         .filter(|&i| plan.absorbed[i].is_some())
         .map(|i| plan.graph.nodes[i].name.clone())

@@ -107,14 +107,13 @@ impl Plan {
             .map(|i| graph.nodes[i].shape.numel())
             .sum();
         let budget_floats = options.cache_bytes / 4 / options.examples.max(1);
-        let picked = pick_tables(
+        let mut picked = pick_tables(
             &graph,
             &players,
             &boundary,
             options.tables,
             budget_floats.saturating_sub(retained_numel),
         );
-        let mut picked = picked;
         let absorbed = absorb_shared_addends(&graph, &players, &dependent, &mut picked);
         Ok(Plan {
             graph,

@@ -22,24 +22,15 @@ thread_local! {
 }
 
 /// Run `f` with this thread's scratch buffers of (at least) the given lengths. Their contents are
-/// stale: every caller writes each entry before reading it. The buffers are taken out of the
-/// thread-local for the call, so `f`'s loops are inlined into the caller (and compiled with its
-/// vector extensions, see [`conv2d`]) instead of into `LocalKey::with`.
-#[inline(always)]
+/// stale: every caller writes each entry before reading it.
 pub(super) fn with_scratch<R>(
     col_len: usize,
     tmp_len: usize,
     f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
 ) -> R {
-    let (mut col, mut tmp) = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
-    if col.len() < col_len {
-        col.resize(col_len, 0.0);
-    }
-    if tmp.len() < tmp_len {
-        tmp.resize(tmp_len, 0.0);
-    }
+    let (mut col, mut tmp) = take_scratch(col_len, tmp_len);
     let result = f(&mut col[..col_len], &mut tmp[..tmp_len]);
-    SCRATCH.with(|cell| *cell.borrow_mut() = (col, tmp));
+    put_scratch(col, tmp);
     result
 }
 
