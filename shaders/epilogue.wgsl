@@ -61,6 +61,11 @@ fn activate(x: f32) -> f32 {
         case 10u: {
             return select(params.act_a * expm1_approx(min(x, 0.0)), x, x > 0.0);
         }
+        case 11u: {
+            // GPT-2's tanh GELU; the argument clamped as for tanh above.
+            let u = 0.7978846 * (x + 0.044715 * x * x * x);
+            return 0.5 * x * (1.0 + tanh(clamp(u, -15.0, 15.0)));
+        }
         default: {
             return x;
         }

@@ -151,8 +151,10 @@ fn in_place(plan: &Plan, i: usize, bufs: &mut [Option<Vec<f32>>]) -> Option<Vec<
     let [Source::Node(j)] = node.inputs[..] else {
         return None;
     };
-    if !matches!(node.op, Op::Activation(_) | Op::Flatten | Op::Identity)
-        || !plan.dependent[j]
+    if !matches!(
+        node.op,
+        Op::Activation(_) | Op::Flatten | Op::Identity | Op::MergeHeads
+    ) || !plan.dependent[j]
         || plan.last_use[j] != i
     {
         return None;
@@ -183,6 +185,10 @@ fn writes_every_value(op: &Op) -> bool {
             | Op::Identity
             | Op::GlobalAvgPool
             | Op::Concat
+            | Op::Embedding(_)
+            | Op::Attention(_)
+            | Op::MergeHeads
+            | Op::SelectPosition
     )
 }
 

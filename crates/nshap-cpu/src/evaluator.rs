@@ -252,8 +252,8 @@ impl Evaluator for CpuEvaluator {
         let (parts, _) = self.run(examples, masks, |item, example_of, run| {
             let mut sums = vec![(0.0f64, 0usize); item.coalitions.len()];
             run(&mut |m, r, logits| {
-                let label = data.labels[example_of[item.rows[r]] as usize];
-                if let Some(s) = metric.score(logits, label) {
+                let example = example_of[item.rows[r]] as usize;
+                if let Some(s) = metric.score_example(logits, &data, example) {
                     let acc = &mut sums[m - item.coalitions.start];
                     acc.0 += s;
                     acc.1 += 1;

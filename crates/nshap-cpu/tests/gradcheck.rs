@@ -144,6 +144,13 @@ impl Builder {
             | Op::LayerNorm(_)
             | Op::Add
             | Op::Identity => in_shape,
+            Op::MergeHeads => {
+                let (c, h, w) = image(in_shape);
+                Shape::Image { c: c * h, h: 1, w }
+            }
+            Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition => {
+                panic!("sequence ops need push_shaped")
+            }
         });
         let name = format!("n{}_{}", self.nodes.len(), op.kind());
         self.nodes.push(Node {
@@ -348,7 +355,11 @@ fn kink_side(act: Activation, x: f32) -> u8 {
         Activation::Relu | Activation::LeakyRelu { .. } | Activation::Elu { .. } => side(0.0),
         Activation::HardTanh { min, max } => side(min) + 2 * side(max),
         Activation::Hardswish | Activation::Hardsigmoid => side(-3.0) + 2 * side(3.0),
-        Activation::Gelu | Activation::Sigmoid | Activation::Tanh | Activation::Silu => 0,
+        Activation::Gelu
+        | Activation::GeluTanh
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Silu => 0,
     }
 }
 
@@ -561,6 +572,59 @@ fn linear_backward() {
     });
 }
 
+/// Causal attention over `[channels, 1, T]` sequences: fused `q, k, v` and separate ones,
+/// grouped-query heads, rotary embeddings; the heads merged and flattened after it.
+#[test]
+fn attention_backward() {
+    use nshap_model::Attention;
+    let (t, dh) = (5, 4);
+    let seq = |c: usize| Shape::Image { c, h: 1, w: t };
+    let cases = [
+        ("fused, 2 heads", 2, 2, None),
+        ("fused, 4 heads on 2 kv heads", 4, 2, None),
+        ("fused, rotary", 2, 1, Some(10_000.0)),
+    ];
+    for (k, (what, heads, kv_heads, rope_theta)) in cases.into_iter().enumerate() {
+        let attention = Attention {
+            heads,
+            kv_heads,
+            d_head: dh,
+            rope_theta,
+        };
+        single_op(seq((heads + 2 * kv_heads) * dh), 60 + k as u64, what, |b| {
+            b.push_shaped(
+                Op::Attention(attention),
+                &[],
+                Some(Shape::Image {
+                    c: heads,
+                    h: dh,
+                    w: t,
+                }),
+            );
+            b.push(Op::MergeHeads, &[]);
+            b.push(Op::Flatten, &[]);
+        });
+    }
+    // q, k and v as three inputs (Llama's separate projections), sliced from one tensor.
+    single_op(seq(16), 64, "q, k, v apart, rotary", |b| {
+        let q = b.push(Op::Slice { start: 0, end: 8 }, &[Source::Input]);
+        let k = b.push(Op::Slice { start: 8, end: 12 }, &[Source::Input]);
+        let v = b.push(Op::Slice { start: 12, end: 16 }, &[Source::Input]);
+        let attention = Attention {
+            heads: 2,
+            kv_heads: 1,
+            d_head: dh,
+            rope_theta: Some(100.0),
+        };
+        b.push_shaped(
+            Op::Attention(attention),
+            &[q, k, v],
+            Some(Shape::Image { c: 2, h: dh, w: t }),
+        );
+        b.push(Op::Flatten, &[]);
+    });
+}
+
 #[test]
 fn conv_backward_variants() {
     type Pair = (usize, usize);
@@ -647,6 +711,7 @@ fn batchnorm_backward() {
 fn activation_backward() {
     for (i, act) in [
         Activation::Gelu,
+        Activation::GeluTanh,
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Relu,

@@ -71,6 +71,15 @@ impl Backend for GpuBackend {
                 ),
             });
         }
+        if job.metric.needs_distractors() {
+            return Err(BackendError::Unsupported {
+                backend: "gpu",
+                what: format!(
+                    "metric {} (language models run on the CPU backend for now)",
+                    job.metric.name()
+                ),
+            });
+        }
         let evaluator =
             GpuEvaluator::new(self.ctx.clone(), self.pipelines.clone(), &self.options, job)?;
         Ok(Box::new(evaluator))

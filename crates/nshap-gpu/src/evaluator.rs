@@ -66,6 +66,27 @@ impl GpuEvaluator {
         job: EvalJob,
     ) -> Result<GpuEvaluator, GpuError> {
         let (precision, budget) = (options.precision, options.memory_budget_bytes);
+        let sequence_ops: Vec<String> = job
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.op,
+                    Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition
+                )
+            })
+            .map(|n| format!("{} ({})", n.name, n.op.kind()))
+            .collect();
+        if !sequence_ops.is_empty() {
+            return Err(GpuError::Unsupported {
+                adapter: ctx.summary.name.clone(),
+                what: format!(
+                    "language-model ops have no GPU kernels yet (use --backend cpu): {}",
+                    sequence_ops.join(", ")
+                ),
+            });
+        }
         let (graph, players) = nshap_model::fold::fold_batchnorm(&job.graph, &job.players);
         let limits = &ctx.limits;
         let device_binding = limits

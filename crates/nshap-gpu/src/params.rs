@@ -143,6 +143,7 @@ fn act_code(act: Option<Activation>) -> (u32, f32, f32) {
         Some(Activation::HardTanh { min, max }) => (8, min, max),
         Some(Activation::LeakyRelu { slope }) => (9, slope, 0.0),
         Some(Activation::Elu { alpha }) => (10, alpha, 0.0),
+        Some(Activation::GeluTanh) => (11, 0.0, 0.0),
     }
 }
 

@@ -288,7 +288,7 @@ impl Plan {
                 s..s + 1
             };
             let made: Range<usize> = match &node.op {
-                Op::Flatten | Op::Identity if player.is_none() => {
+                Op::Flatten | Op::Identity | Op::MergeHeads if player.is_none() => {
                     value.push(inputs[0]);
                     producer.push(match node.inputs[0] {
                         Source::Input => None,
@@ -297,7 +297,13 @@ impl Plan {
                     aliased.push(true);
                     continue;
                 }
-                Op::Flatten | Op::Identity => new_step(StepOp::Map, &mut tensors, &mut steps),
+                Op::Flatten | Op::Identity | Op::MergeHeads => {
+                    new_step(StepOp::Map, &mut tensors, &mut steps)
+                }
+                // No kernels yet: the evaluator refuses graphs with these ops before planning.
+                Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition => {
+                    new_step(StepOp::Map, &mut tensors, &mut steps)
+                }
                 Op::Activation(act) => {
                     let fusable = match node.inputs[0] {
                         // Not through an alias: the aliased node's other readers (e.g. of the

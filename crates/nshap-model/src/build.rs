@@ -13,13 +13,13 @@ use std::collections::HashMap;
 /// The spec name of the graph input.
 pub const INPUT_NAME: &str = "input";
 
-struct Ctx<'a> {
-    spec: &'a NodeSpec,
-    tensors: &'a TensorFile,
+pub(crate) struct Ctx<'a> {
+    pub(crate) spec: &'a NodeSpec,
+    pub(crate) tensors: &'a TensorFile,
 }
 
 impl Ctx<'_> {
-    fn err(&self, message: impl Into<String>) -> ModelError {
+    pub(crate) fn err(&self, message: impl Into<String>) -> ModelError {
         ModelError::Node {
             node: self.spec.name.clone(),
             op: self.spec.op.clone(),
@@ -27,11 +27,15 @@ impl Ctx<'_> {
         }
     }
 
-    fn field<T: Copy>(&self, value: Option<T>, field: &str) -> Result<T, ModelError> {
+    pub(crate) fn field<T: Copy>(&self, value: Option<T>, field: &str) -> Result<T, ModelError> {
         value.ok_or_else(|| self.err(format!("missing field {field:?}")))
     }
 
-    fn name<'b>(&self, value: &'b Option<String>, field: &str) -> Result<&'b str, ModelError> {
+    pub(crate) fn name<'b>(
+        &self,
+        value: &'b Option<String>,
+        field: &str,
+    ) -> Result<&'b str, ModelError> {
         value
             .as_deref()
             .ok_or_else(|| self.err(format!("missing field {field:?} (a tensor name)")))
@@ -57,7 +61,15 @@ pub const OPS: &[(&str, &[&str])] = &[
     ("linear", &["weight", "bias"]),
     (
         "conv2d",
-        &["weight", "bias", "stride", "padding", "dilation", "groups"],
+        &[
+            "weight",
+            "bias",
+            "stride",
+            "padding",
+            "dilation",
+            "groups",
+            "transposed",
+        ],
     ),
     ("batchnorm1d", BN_FIELDS),
     ("batchnorm2d", BN_FIELDS),
@@ -65,6 +77,7 @@ pub const OPS: &[(&str, &[&str])] = &[
     ("relu", &[]),
     ("relu6", &[]),
     ("gelu", &[]),
+    ("gelu_tanh", &[]),
     ("sigmoid", &[]),
     ("tanh", &[]),
     ("silu", &[]),
@@ -97,6 +110,10 @@ pub const OPS: &[(&str, &[&str])] = &[
     ("concat", &[]),
     ("slice", &["start", "end"]),
     ("channel_shuffle", &["groups"]),
+    ("embedding", &["weight", "position_weight"]),
+    ("attention", &["heads", "kv_heads", "rope_theta"]),
+    ("merge_heads", &[]),
+    ("select_position", &[]),
 ];
 
 const BN_FIELDS: &[&str] = &[
@@ -163,6 +180,8 @@ fn input_count_ok(ns: &NodeSpec, count: usize) -> Result<(), String> {
         "mul" if ns.weight.is_some() => (count == 1, "1 (with \"weight\")"),
         "mul" => (count == 2, "2 (or 1 with \"weight\")"),
         "concat" => (count >= 1, "at least 1"),
+        "attention" => (count == 1 || count == 3, "1 (fused q, k, v) or 3 (q, k, v)"),
+        "select_position" => (count == 2, "2 (the sequence and \"input\")"),
         _ => (count == 1, "1"),
     };
     if ok {
@@ -181,12 +200,7 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
         path: tensors.path().to_owned(),
         message,
     };
-    let input = Shape::from_dims(&spec.input).ok_or_else(|| {
-        spec_err(format!(
-            "field \"input\": expected [features] or [C, H, W] with positive sizes, found {:?}",
-            spec.input
-        ))
-    })?;
+    let input = graph_input(spec).map_err(spec_err)?;
     if spec.nodes.is_empty() {
         return Err(spec_err("field \"nodes\": the model has no nodes".into()));
     }
@@ -278,6 +292,25 @@ pub fn build_graph(spec: &ModelSpec, tensors: &TensorFile) -> Result<Graph, Mode
     Ok(Graph { input, nodes })
 }
 
+/// The shape of one example: the spec's `input`, or for a language model (`tokens: T`) its `T`
+/// token ids followed by the position the metric reads, as floats (exact below 2^24).
+fn graph_input(spec: &ModelSpec) -> Result<Shape, String> {
+    match (spec.tokens, spec.input.is_empty()) {
+        (Some(_), false) => Err(format!(
+            "fields \"input\" and \"tokens\" are both set ({:?} and {:?}): a language model sets only \"tokens\"",
+            spec.input, spec.tokens
+        )),
+        (Some(0), true) => Err("field \"tokens\" must be positive".into()),
+        (Some(t), true) => Ok(Shape::Features(t + 1)),
+        (None, _) => Shape::from_dims(&spec.input).ok_or_else(|| {
+            format!(
+                "field \"input\": expected [features] or [C, H, W] with positive sizes, found {:?}",
+                spec.input
+            )
+        }),
+    }
+}
+
 /// The name of the node that applies the spec's `preprocess` normalisation.
 pub const PREPROCESS_NAME: &str = "preprocess";
 
@@ -360,7 +393,14 @@ fn build_op(
             }
             // A Linear's `[out, in]` weight applied at every position is a 1x1 convolution
             // (ConvNeXt's channels-last MLP): same memory layout, so the tensor is used as is.
+            let transposed = ns.transposed.unwrap_or(false);
+            if transposed && wshape.len() != 2 {
+                return Err(ctx.err(format!(
+                    "\"transposed\" applies to a 2-D [in, out] weight, found {wname:?} of shape {wshape:?}"
+                )));
+            }
             let as_4d = match wshape[..] {
+                [i, o] if transposed => vec![o, i, 1, 1],
                 [o, i] => vec![o, i, 1, 1],
                 _ => wshape.clone(),
             };
@@ -382,7 +422,10 @@ fn build_op(
                     "kernel {kernel:?} with dilation {dilation:?} does not fit the padded input {in_shape}"
                 )));
             };
-            let (weight, _) = ctx.tensors.f32(wname, Some(&wshape))?;
+            let (mut weight, _) = ctx.tensors.f32(wname, Some(&wshape))?;
+            if transposed {
+                weight = transpose(&weight, wshape[0], wshape[1]);
+            }
             let bias = bias(ctx, out)?;
             let conv = Conv2d {
                 in_channels: c,
@@ -422,6 +465,11 @@ fn build_op(
         }
         "relu" => (Op::Activation(Activation::Relu), in_shape),
         "gelu" => (Op::Activation(Activation::Gelu), in_shape),
+        "gelu_tanh" => (Op::Activation(Activation::GeluTanh), in_shape),
+        "embedding" => crate::sequence::embedding(ctx, inputs, graph_input)?,
+        "attention" => crate::sequence::attention(ctx, inputs, nodes, graph_input)?,
+        "merge_heads" => crate::sequence::merge_heads(ctx, in_shape)?,
+        "select_position" => crate::sequence::select_position(ctx, inputs, in_shape)?,
         "sigmoid" => (Op::Activation(Activation::Sigmoid), in_shape),
         "tanh" => (Op::Activation(Activation::Tanh), in_shape),
         "silu" => (Op::Activation(Activation::Silu), in_shape),
@@ -640,7 +688,18 @@ fn build_op(
     })
 }
 
-fn shape_of(source: Source, nodes: &[Node], graph_input: Shape) -> Shape {
+/// A `[rows, cols]` row-major matrix as `[cols, rows]`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
+}
+
+pub(crate) fn shape_of(source: Source, nodes: &[Node], graph_input: Shape) -> Shape {
     match source {
         Source::Input => graph_input,
         Source::Node(j) => nodes[j].shape,

@@ -9,6 +9,8 @@ pub struct EvalSet {
     pub shape: Shape,
     pub inputs: Vec<f32>,
     pub labels: Vec<u32>,
+    /// Per example, a competing token whose logit `logit_diff` subtracts (language models).
+    pub distractors: Option<Vec<u32>>,
 }
 
 impl EvalSet {
@@ -51,7 +53,76 @@ impl EvalSet {
             shape,
             inputs,
             labels,
+            distractors: None,
         })
+    }
+
+    /// A language model's eval set: token ids `[N, T]` (right-padded), the position whose
+    /// next-token logits each example's metric reads, the correct next token (the label) and
+    /// optionally a distractor token. Ids, positions and tokens are checked against the
+    /// vocabulary and `T`.
+    pub fn tokens(
+        tokens: &[u32],
+        t_len: usize,
+        positions: &[u32],
+        labels: Vec<u32>,
+        distractors: Option<Vec<u32>>,
+        vocab: usize,
+    ) -> Result<EvalSet, ModelError> {
+        let n = labels.len();
+        let what = "eval set";
+        let fail = |m: String| Err(ModelError::Data(format!("{what}: {m}")));
+        if tokens.len() != n * t_len || positions.len() != n {
+            return fail(format!(
+                "{n} labels need [{n}, {t_len}] tokens and {n} positions, found {} token ids and {} positions",
+                tokens.len(),
+                positions.len()
+            ));
+        }
+        if let Some(d) = &distractors {
+            if d.len() != n {
+                return fail(format!(
+                    "{n} labels need {n} distractors, found {}",
+                    d.len()
+                ));
+            }
+        }
+        if let Some(i) = tokens.iter().position(|&t| t as usize >= vocab) {
+            return fail(format!(
+                "token id {} of example {} (position {}) is outside the vocabulary of {vocab}",
+                tokens[i],
+                i / t_len,
+                i % t_len
+            ));
+        }
+        if let Some(i) = positions.iter().position(|&p| p as usize >= t_len) {
+            return fail(format!(
+                "read position {} of example {i} is outside the {t_len} positions",
+                positions[i]
+            ));
+        }
+        let named = labels.iter().chain(distractors.iter().flatten());
+        if let Some(&bad) = named.clone().find(|&&t| t as usize >= vocab) {
+            return fail(format!(
+                "label or distractor token {bad} is outside the vocabulary of {vocab}"
+            ));
+        }
+        if let Some(d) = &distractors {
+            if let Some(i) = (0..n).find(|&i| d[i] == labels[i]) {
+                return fail(format!(
+                    "example {i}: the distractor is the correct token ({}), so its logit difference is always 0",
+                    d[i]
+                ));
+            }
+        }
+        let mut inputs = Vec::with_capacity(n * (t_len + 1));
+        for (row, &p) in tokens.chunks_exact(t_len).zip(positions) {
+            inputs.extend(row.iter().map(|&t| t as f32));
+            inputs.push(p as f32);
+        }
+        let mut set = EvalSet::new(Shape::Features(t_len + 1), inputs, labels, vocab)?;
+        set.distractors = distractors;
+        Ok(set)
     }
 
     pub fn len(&self) -> usize {
@@ -75,6 +146,7 @@ impl EvalSet {
             shape: self.shape,
             inputs: self.inputs[..n * self.shape.numel()].to_vec(),
             labels: self.labels[..n].to_vec(),
+            distractors: self.distractors.as_ref().map(|d| d[..n].to_vec()),
         }
     }
 }

@@ -153,12 +153,17 @@ pub fn adaptive_window(o: usize, input: usize, output: usize) -> (usize, usize) 
     (start, end)
 }
 
+/// `sqrt(2 / pi)`, the tanh GELU's constant.
+pub const GELU_TANH_C: f32 = 0.797_884_6;
+
 /// Elementwise activation functions (PyTorch's definitions).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     Relu,
     /// Exact (erf) GELU, PyTorch's default.
     Gelu,
+    /// The tanh approximation of GELU (GPT-2's `gelu_new`, `approximate="tanh"`).
+    GeluTanh,
     Sigmoid,
     Tanh,
     /// `x * sigmoid(x)`.
@@ -188,6 +193,10 @@ impl Activation {
         match self {
             Activation::Relu => x.max(0.0),
             Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::GeluTanh => {
+                let inner = GELU_TANH_C * (x + 0.044715 * x * x * x);
+                0.5 * x * (1.0 + inner.tanh())
+            }
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
             Activation::Silu => x / (1.0 + (-x).exp()),
@@ -216,6 +225,7 @@ impl Activation {
         match self {
             Activation::Relu => "relu",
             Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Silu => "silu",
@@ -236,6 +246,38 @@ pub struct LayerNorm {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub eps: f32,
+}
+
+/// Token (and learned position) embedding of a language model's input: token ids `[T]` become a
+/// `[D, 1, T]` sequence, channel-major like every activation (a channel is one of the `D`
+/// features, at every position), so per-position linear layers are 1x1 convolutions and a
+/// player removes a feature at every position.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub vocab: usize,
+    pub dim: usize,
+    /// Positions per example.
+    pub tokens: usize,
+    /// `[vocab, dim]` row-major (`nn.Embedding.weight`).
+    pub weight: Vec<f32>,
+    /// Learned position embeddings `[>= tokens, dim]` (GPT-2's `wpe`), added to the tokens'.
+    pub positions: Option<Vec<f32>>,
+}
+
+/// Causal multi-head self-attention over a `[channels, 1, T]` sequence, from projected queries,
+/// keys and values: `softmax(q k^T / sqrt(d_head) + causal) v` per head, with grouped-query
+/// heads (query head `h` reads key/value head `h / (heads / kv_heads)`).
+///
+/// The output is `[heads, d_head, T]`: one channel per head, so the heads are the players of
+/// this node and removing one replaces its whole `d_head x T` slice (what a head mask does).
+/// In memory it is the `[heads * d_head, 1, T]` merged output, which [`Op::MergeHeads`] names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d_head: usize,
+    /// Rotary position embedding's base (`rope_theta`), applied to queries and keys.
+    pub rope_theta: Option<f32>,
 }
 
 /// What a node computes.
@@ -276,6 +318,14 @@ pub enum Op {
     },
     LayerNorm(LayerNorm),
     Identity,
+    /// Token ids to a `[D, 1, T]` sequence (see [`Embedding`]).
+    Embedding(Embedding),
+    /// Causal self-attention; inputs: one fused `q, k, v` tensor or three (see [`Attention`]).
+    Attention(Attention),
+    /// `[heads, d_head, T] -> [heads * d_head, 1, T]` (a no-op on memory).
+    MergeHeads,
+    /// `[D, 1, T] -> [D]`: the position each example's metric reads (the input's last value).
+    SelectPosition,
 }
 
 impl Op {
@@ -300,6 +350,10 @@ impl Op {
             Op::ChannelShuffle { .. } => "channel_shuffle",
             Op::LayerNorm(_) => "layernorm",
             Op::Identity => "identity",
+            Op::Embedding(_) => "embedding",
+            Op::Attention(_) => "attention",
+            Op::MergeHeads => "merge_heads",
+            Op::SelectPosition => "select_position",
         }
     }
 
@@ -340,6 +394,15 @@ impl Graph {
     /// Index of the node called `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Positions per example of a language model (the `[T]` token ids its embedding reads);
+    /// `None` for other models.
+    pub fn tokens(&self) -> Option<usize> {
+        self.nodes.iter().find_map(|n| match &n.op {
+            Op::Embedding(e) if n.inputs == [Source::Input] => Some(e.tokens),
+            _ => None,
+        })
     }
 
     /// Number of classes: the length of the last node's output.

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod graph;
+pub mod hf;
 pub mod metric;
 pub mod players;
 pub mod pushdown;
@@ -17,7 +18,8 @@ pub use backend::{Backend, BackendError, BackendInfo, EvalJob, Evaluator, Exampl
 pub use data::EvalSet;
 pub use error::ModelError;
 pub use graph::{
-    Activation, BatchNorm, Conv2d, Graph, LayerNorm, Linear, Node, Op, Pool2d, Source,
+    Activation, Attention, BatchNorm, Conv2d, Embedding, Graph, LayerNorm, Linear, Node, Op,
+    Pool2d, Source,
 };
 pub use metric::{CustomMetric, Metric};
 pub use players::{Baseline, PlayerLayer, Players};
@@ -27,9 +29,10 @@ pub mod build;
 pub mod fold;
 pub mod load;
 pub mod resnet;
+pub mod sequence;
 pub mod spec;
 pub mod stats;
 pub mod tensors;
 
-pub use load::{load_arch, load_eval_set, load_model, DataOptions};
+pub use load::{load_arch, load_eval_set, load_hf, load_model, DataOptions};
 pub use spec::ModelSpec;

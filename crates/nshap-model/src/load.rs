@@ -135,6 +135,141 @@ pub fn load_arch_with(
     })
 }
 
+/// Load a Hugging Face model folder (`config.json`, `model.safetensors`) as `arch` (see
+/// [`crate::hf`]), for eval sets of `tokens` positions per example.
+pub fn load_hf(arch: &str, dir: &Path, tokens: usize) -> Result<Loaded, ModelError> {
+    let folder = crate::hf::HfFolder::open(dir)?;
+    let tensors = TensorFile::open(&folder.weights())?;
+    let spec = crate::hf::hf_spec(arch, &folder, &tensors, tokens)?;
+    let graph = build_graph(&spec, &tensors)?;
+    let warnings = weight_warnings(&spec, &tensors);
+    Ok(Loaded {
+        graph,
+        spec,
+        warnings,
+    })
+}
+
+/// Positions per example of a language model's eval set (`tokens` `[N, T]`), to size a model
+/// read with [`load_hf`]; `None` when the file has no `tokens` tensor.
+pub fn data_token_positions(path: &Path) -> Result<Option<usize>, ModelError> {
+    let file = TensorFile::open(path)?;
+    if !file.contains(TOKENS) {
+        return Ok(None);
+    }
+    match file.shape(TOKENS)?[..] {
+        [_, t] if t > 0 => Ok(Some(t)),
+        ref other => Err(ModelError::Tensor {
+            path: path.to_owned(),
+            tensor: TOKENS.into(),
+            message: format!("expected [N, T] token ids, found shape {other:?}"),
+        }),
+    }
+}
+
+/// The tensors of a language model's eval set.
+const TOKENS: &str = "tokens";
+const POSITIONS: &str = "positions";
+const DISTRACTORS: &str = "distractors";
+
+/// Integer values of a tensor (I64, I32 or U8), each checked to be non-negative and below 2^31.
+fn int_tensor(file: &TensorFile, name: &str) -> Result<(Vec<usize>, Vec<u32>), ModelError> {
+    let (dtype, shape, bytes) = file.raw(name)?;
+    let err = |message: String| ModelError::Tensor {
+        path: file.path().to_owned(),
+        tensor: name.to_owned(),
+        message,
+    };
+    let values: Vec<i64> = match dtype {
+        Dtype::I64 => bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect(),
+        Dtype::I32 => bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64)
+            .collect(),
+        Dtype::U8 => bytes.iter().map(|&b| b as i64).collect(),
+        other => {
+            return Err(err(format!(
+                "unsupported dtype {other:?}: expected I64, I32 or U8"
+            )))
+        }
+    };
+    if let Some((i, v)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| !(0..1 << 31).contains(&v))
+    {
+        return Err(err(format!(
+            "value {v} at index {i} is negative or too large"
+        )));
+    }
+    Ok((shape, values.into_iter().map(|v| v as u32).collect()))
+}
+
+/// A language model's eval set: `tokens` `[N, T]`, `labels` `[N]` (the correct next token),
+/// optional `positions` `[N]` (the position whose logits the metric reads; default `T - 1`) and
+/// `distractors` `[N]` (for `logit_diff`).
+fn load_token_set(
+    file: &TensorFile,
+    graph: &Graph,
+    t_len: usize,
+    options: &DataOptions,
+) -> Result<EvalSet, ModelError> {
+    let path = file.path();
+    let err = |tensor: &str, message: String| ModelError::Tensor {
+        path: path.to_owned(),
+        tensor: tensor.to_owned(),
+        message,
+    };
+    let labels_missing = !file.contains(&options.labels);
+    if !file.contains(TOKENS) || (labels_missing && !options.labels_optional) {
+        let name = if file.contains(TOKENS) {
+            &options.labels
+        } else {
+            TOKENS
+        };
+        return Err(missing_data_tensor(file, name));
+    }
+    let (shape, tokens) = int_tensor(file, TOKENS)?;
+    let n = match shape[..] {
+        [n, t] if t == t_len => n,
+        _ => {
+            return Err(err(
+                TOKENS,
+                format!("shape mismatch: the model reads [N, {t_len}] token ids, found {shape:?}"),
+            ))
+        }
+    };
+    let per_example = |name: &str| -> Result<Option<Vec<u32>>, ModelError> {
+        if !file.contains(name) {
+            return Ok(None);
+        }
+        let (shape, values) = int_tensor(file, name)?;
+        if shape != [n] {
+            return Err(err(
+                name,
+                format!("shape mismatch: expected [{n}] (one per example), found {shape:?}"),
+            ));
+        }
+        Ok(Some(values))
+    };
+    // Without labels (allowed for tools that only need logits) every label is token 0.
+    let labels = per_example(&options.labels)?.unwrap_or_else(|| vec![0; n]);
+    let positions = per_example(POSITIONS)?.unwrap_or_else(|| vec![t_len as u32 - 1; n]);
+    let distractors = per_example(DISTRACTORS)?;
+    EvalSet::tokens(
+        &tokens,
+        t_len,
+        &positions,
+        labels,
+        distractors,
+        graph.num_classes(),
+    )
+    .map_err(|e| ModelError::Data(format!("{}: {e}", path.display())))
+}
+
 /// A normalisation checked against the input's channels; a single mean/std serves every
 /// channel (as torchvision's `Normalize` broadcasts it).
 pub fn fit_preprocess(pre: &Preprocess, input: &[usize]) -> Result<Preprocess, ModelError> {
@@ -287,6 +422,9 @@ pub fn load_eval_set(
     options: &DataOptions,
 ) -> Result<EvalSet, ModelError> {
     let file = TensorFile::open(path)?;
+    if let Some(t_len) = graph.tokens() {
+        return load_token_set(&file, graph, t_len, options);
+    }
     let tensor_err = |tensor: &str, message: String| ModelError::Tensor {
         path: path.to_owned(),
         tensor: tensor.to_owned(),

@@ -3,6 +3,7 @@
 //! Every metric is a mean of per-example scores over the examples it counts, so backends can
 //! reduce on the device (sum and count) and read back one number per coalition.
 
+use crate::data::EvalSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub enum Metric {
     NegLoss,
     /// Accuracy over the examples whose label is this class.
     ClassAccuracy(u32),
+    /// `logit(label) - logit(distractor)`, the eval set's (correct, distractor) pair of each
+    /// example (the indirect-object-identification metric of circuit work).
+    LogitDiff,
     Custom(Arc<dyn CustomMetric>),
 }
 
@@ -44,8 +48,27 @@ impl Metric {
             Metric::Accuracy => "accuracy".into(),
             Metric::NegLoss => "neg_loss".into(),
             Metric::ClassAccuracy(c) => format!("class_accuracy:{c}"),
+            Metric::LogitDiff => "logit_diff".into(),
             Metric::Custom(m) => m.name(),
         }
+    }
+
+    /// Score of example `i` of `data` from its logits (what backends call: `logit_diff` reads
+    /// the example's distractor).
+    pub fn score_example(&self, logits: &[f32], data: &EvalSet, i: usize) -> Option<f64> {
+        match self {
+            Metric::LogitDiff => {
+                let other = *data.distractors.as_ref()?.get(i)?;
+                let label = data.labels[i] as usize;
+                Some(f64::from(logits[label]) - f64::from(logits[other as usize]))
+            }
+            _ => self.score(logits, data.labels[i]),
+        }
+    }
+
+    /// Whether the metric needs each example's distractor token (`EvalSet::distractors`).
+    pub fn needs_distractors(&self) -> bool {
+        matches!(self, Metric::LogitDiff)
     }
 
     /// Score of one example; `None` when the metric does not count it.
@@ -56,6 +79,8 @@ impl Metric {
             Metric::ClassAccuracy(c) => {
                 (label == *c).then(|| f64::from(u8::from(argmax(logits) == label as usize)))
             }
+            // Needs the example's distractor: see `score_example`.
+            Metric::LogitDiff => None,
             Metric::Custom(m) => m.score(logits, label),
         }
     }
@@ -76,6 +101,7 @@ impl Metric {
         match self {
             Metric::Accuracy | Metric::ClassAccuracy(_) => 1.0 / k,
             Metric::NegLoss => -k.ln(),
+            Metric::LogitDiff => 0.0,
             Metric::Custom(m) => m.chance_level(num_classes),
         }
     }
@@ -110,13 +136,16 @@ impl FromStr for Metric {
     fn from_str(text: &str) -> Result<Metric, String> {
         match text {
             "accuracy" => Ok(Metric::Accuracy),
-            "neg_loss" => Ok(Metric::NegLoss),
+            // Language models: the loss and accuracy of the next token (the label).
+            "neg_loss" | "next_token_loss" => Ok(Metric::NegLoss),
+            "next_token_accuracy" => Ok(Metric::Accuracy),
+            "logit_diff" => Ok(Metric::LogitDiff),
             _ => match text.strip_prefix("class_accuracy:") {
                 Some(c) => c.parse().map(Metric::ClassAccuracy).map_err(|_| {
                     format!("metric {text}: expected class_accuracy:<class index>, e.g. class_accuracy:3")
                 }),
                 None => Err(format!(
-                    "unknown metric {text:?}: expected accuracy, neg_loss or class_accuracy:<c>"
+                    "unknown metric {text:?}: expected accuracy, neg_loss, class_accuracy:<c>, or for language models next_token_loss (= neg_loss), next_token_accuracy (= accuracy), logit_diff"
                 )),
             },
         }

@@ -58,7 +58,12 @@ fn through(op: &Op, baseline: &[f32]) -> Option<Vec<f32>> {
         | Op::Concat
         | Op::Slice { .. }
         | Op::ChannelShuffle { .. }
-        | Op::LayerNorm(_) => None,
+        | Op::LayerNorm(_)
+        | Op::Embedding(_)
+        | Op::Attention(_)
+        | Op::SelectPosition => None,
+        // A head spreads over `d_head` channels after it: the players would have to be renumbered.
+        Op::MergeHeads => None,
     }
 }
 

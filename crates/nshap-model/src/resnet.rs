@@ -116,6 +116,7 @@ pub fn resnet_spec(
     Ok(ModelSpec {
         format: FORMAT_V1.into(),
         input: input.to_vec(),
+        tokens: None,
         preprocess: None,
         nodes,
     })

@@ -13,8 +13,14 @@ pub const FORMAT_V1: &str = "nshap.model.v1";
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub format: String,
-    /// Shape of one example without the batch dimension: `[features]` or `[C, H, W]`.
+    /// Shape of one example without the batch dimension: `[features]` or `[C, H, W]`; empty
+    /// for a language model, which sets `tokens` instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input: Vec<usize>,
+    /// A language model's input: `T` token ids per example (right-padded), plus the position its
+    /// metric reads (see `docs/model-format.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
     /// Optional normalisation of the eval inputs (see [`Preprocess`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preprocess: Option<Preprocess>,
@@ -95,6 +101,21 @@ pub struct NodeSpec {
     /// `elu`: the scale of the negative branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
+    /// `embedding`: the learned position embeddings (GPT-2's `wpe.weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_weight: Option<String>,
+    /// `attention`: query heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    /// `attention`: key/value heads (grouped-query attention; default `heads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
+    /// `attention`: rotary position embedding base; no rotary embedding when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// `conv2d` with a 2-D weight: the weight is stored `[in, out]` (GPT-2's `Conv1D`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transposed: Option<bool>,
 }
 
 impl NodeSpec {
@@ -127,6 +148,11 @@ impl NodeSpec {
         note(self.max_val.is_some(), "max_val");
         note(self.negative_slope.is_some(), "negative_slope");
         note(self.alpha.is_some(), "alpha");
+        note(self.position_weight.is_some(), "position_weight");
+        note(self.heads.is_some(), "heads");
+        note(self.kv_heads.is_some(), "kv_heads");
+        note(self.rope_theta.is_some(), "rope_theta");
+        note(self.transposed.is_some(), "transposed");
         out
     }
 }

@@ -17,6 +17,8 @@ pub fn parameters(node: &Node) -> usize {
         Op::LayerNorm(ln) => ln.weight.len() + ln.bias.len(),
         // A shared PReLU slope is expanded per channel at load; counted as stored here.
         Op::Prelu(w) | Op::Scale(w) => w.len(),
+        // Position embeddings counted for the positions the model reads.
+        Op::Embedding(e) => e.weight.len() + e.positions.as_ref().map_or(0, Vec::len),
         _ => 0,
     }
 }
@@ -35,7 +37,20 @@ pub fn flops(graph: &Graph, node: &Node) -> u64 {
         }
         // Mean, variance, normalise and affine: about 5 per element.
         Op::LayerNorm(_) => 5 * out,
-        Op::Flatten | Op::Identity | Op::Concat | Op::Slice { .. } | Op::ChannelShuffle { .. } => 0,
+        // q.k and p.v over the causal half: 2 multiply-adds per output element and key seen.
+        // Query t sees t + 1 keys, (T + 1) / 2 on average, in q.k and in p.v.
+        Op::Attention(_) => match node.shape {
+            crate::shape::Shape::Image { w, .. } => 2 * out * (w as u64 + 1),
+            _ => 0,
+        },
+        Op::Embedding(_) => out,
+        Op::Flatten
+        | Op::Identity
+        | Op::Concat
+        | Op::Slice { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::MergeHeads
+        | Op::SelectPosition => 0,
     }
 }
 

@@ -149,6 +149,12 @@ pub fn activation_derivative(act: Activation, x: f32, y: f32) -> f32 {
             };
             cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
         }
+        Activation::GeluTanh => {
+            // 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u', u = c (x + 0.044715 x^3).
+            let c = nshap_model::graph::GELU_TANH_C;
+            let th = (c * (x + 0.044715 * x * x * x)).tanh();
+            0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044715 * x * x)
+        }
         Activation::Sigmoid => y * (1.0 - y),
         Activation::Tanh => 1.0 - y * y,
         Activation::Silu => {

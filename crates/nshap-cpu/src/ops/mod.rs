@@ -14,6 +14,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod sequence;
 pub mod winograd;
 
 use nshap_model::{Graph, Node, Op};
@@ -78,6 +79,21 @@ pub fn run(graph: &Graph, node: &Node, inputs: &[&[f32]], rows: usize, out: &mut
             channels::channel_shuffle(*groups, in_shape, inputs[0], out)
         }
         Op::LayerNorm(ln) => norm::layer_norm(ln, in_shape, inputs[0], out),
+        Op::Embedding(e) => sequence::embedding(e, inputs[0], rows, out),
+        Op::Attention(a) => sequence::attention(a, inputs, positions(node.shape), rows, out),
+        Op::MergeHeads => out.copy_from_slice(inputs[0]),
+        Op::SelectPosition => {
+            let t = positions(in_shape);
+            sequence::select_position(inputs[0], inputs[1], node.shape.numel(), t, rows, out)
+        }
+    }
+}
+
+/// `T` of a `[channels, ..., T]` sequence.
+fn positions(shape: nshap_model::Shape) -> usize {
+    match shape {
+        nshap_model::Shape::Image { w, .. } => w,
+        nshap_model::Shape::Features(_) => 1,
     }
 }
 
@@ -155,5 +171,16 @@ pub fn backward(
             channels::channel_shuffle_backward(*groups, in_shape, grad_out, grad_in)
         }
         Op::LayerNorm(ln) => norm::layer_norm_backward(ln, in_shape, inputs[0], grad_out, grad_in),
+        Op::Attention(a) => {
+            let t = positions(node.shape);
+            sequence::attention_backward(a, inputs, k, t, grad_out, grad_in)
+        }
+        Op::MergeHeads => elementwise::add_backward(grad_out, in_shape.numel(), grad_in),
+        Op::SelectPosition if k == 0 => {
+            let t = positions(in_shape);
+            sequence::select_position_backward(inputs[1], node.shape.numel(), t, grad_out, grad_in)
+        }
+        // Token ids and the read position are not differentiable.
+        Op::SelectPosition | Op::Embedding(_) => {}
     }
 }

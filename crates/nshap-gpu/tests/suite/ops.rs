@@ -164,6 +164,7 @@ pub fn all_activations() -> Vec<Activation> {
     vec![
         Activation::Relu,
         Activation::Gelu,
+        Activation::GeluTanh,
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Silu,

@@ -20,6 +20,10 @@ pub fn activation(act: Activation, x: f32) -> f32 {
             return act.apply(x)
         }
         Activation::Silu => v / (1.0 + (-v).exp()),
+        Activation::GeluTanh => {
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
+            0.5 * v * (1.0 + u.tanh())
+        }
         Activation::Hardswish => v * relu6(v + 3.0) / 6.0,
         Activation::Hardsigmoid => relu6(v + 3.0) / 6.0,
         Activation::HardTanh { min, max } => v.max(min as f64).min(max as f64),
@@ -253,6 +257,10 @@ pub fn forward(
                         out[dst * hw..(dst + 1) * hw].copy_from_slice(&a[src * hw..(src + 1) * hw]);
                     }
                 }
+            }
+            Op::MergeHeads => out.copy_from_slice(input(0)),
+            Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition => {
+                panic!("the GPU backend has no kernels for language-model ops")
             }
             Op::LayerNorm(ln) => {
                 let (a, hw) = (input(0), ho * wo);

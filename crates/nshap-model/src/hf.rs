@@ -1,0 +1,301 @@
+//! Hugging Face checkpoints read directly: a saved model folder (`config.json` and
+//! `model.safetensors`) becomes a spec whose node names are the module paths a user knows
+//! (`transformer.h.3.attn.heads`, `transformer.h.3.mlp.act`), reading the tensors by their
+//! `state_dict` names, unchanged.
+//!
+//! Architectures: `gpt2` (`GPT2LMHeadModel`; `Conv1D` weights stored `[in, out]`, the fused
+//! `c_attn`, the LM head tied to the token embedding).
+
+use crate::error::ModelError;
+use crate::spec::{ModelSpec, NodeSpec, FORMAT_V1};
+use crate::tensors::TensorFile;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The architectures `--arch` reads from a Hugging Face folder.
+pub const HF_ARCHS: &[&str] = &["gpt2"];
+
+/// A saved Hugging Face model folder.
+pub struct HfFolder {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+impl HfFolder {
+    /// Read `DIR/config.json`; the weights are `DIR/model.safetensors`.
+    pub fn open(dir: &Path) -> Result<HfFolder, ModelError> {
+        let file = |message: String| ModelError::File {
+            path: dir.to_owned(),
+            message,
+        };
+        if !dir.is_dir() {
+            return Err(file(
+                "--hf takes a saved model folder (what save_pretrained writes: config.json and model.safetensors)".into(),
+            ));
+        }
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: Value = serde_json::from_str(&text).map_err(|e| ModelError::Spec {
+            path: config_path.clone(),
+            message: format!("invalid JSON: {e}"),
+        })?;
+        if dir.join("model.safetensors.index.json").is_file()
+            && !dir.join("model.safetensors").is_file()
+        {
+            return Err(file(
+                "sharded checkpoints (model.safetensors.index.json) are not read yet: save the model unsharded (save_pretrained(dir, max_shard_size=\"100GB\"))".into(),
+            ));
+        }
+        if !dir.join("model.safetensors").is_file() {
+            let pickle = dir.join("pytorch_model.bin").is_file();
+            return Err(file(format!(
+                "no model.safetensors in the folder{}",
+                if pickle {
+                    " (it has pytorch_model.bin, a pickle: re-save with save_pretrained(dir, safe_serialization=True))"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(HfFolder {
+            dir: dir.to_owned(),
+            config,
+        })
+    }
+
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// A positive integer field of the config.
+    fn usize(&self, key: &str) -> Result<usize, ModelError> {
+        match self.config.get(key).and_then(Value::as_u64) {
+            Some(v) if v > 0 => Ok(v as usize),
+            _ => Err(ModelError::Spec {
+                path: self.path(),
+                message: format!(
+                    "field {key:?}: expected a positive integer, found {}",
+                    self.config
+                        .get(key)
+                        .map_or("nothing".into(), |v| v.to_string())
+                ),
+            }),
+        }
+    }
+
+    fn f64_or(&self, key: &str, default: f64) -> f64 {
+        self.config
+            .get(key)
+            .and_then(Value::as_f64)
+            .unwrap_or(default)
+    }
+
+    fn str_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> bool {
+        self.config
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    /// The config's `model_type` (`gpt2`, `llama`, ...), if it says.
+    pub fn model_type(&self) -> Option<&str> {
+        self.config.get("model_type").and_then(Value::as_str)
+    }
+}
+
+/// The spec of `arch` for the folder's checkpoint, reading `tokens` positions per example.
+pub fn hf_spec(
+    arch: &str,
+    folder: &HfFolder,
+    tensors: &TensorFile,
+    tokens: usize,
+) -> Result<ModelSpec, ModelError> {
+    if let Some(kind) = folder.model_type() {
+        if kind != arch {
+            return Err(ModelError::Spec {
+                path: folder.path(),
+                message: format!(
+                    "--arch {arch}, but the config's model_type is {kind:?} (supported: {})",
+                    HF_ARCHS.join(", ")
+                ),
+            });
+        }
+    }
+    match arch {
+        "gpt2" => gpt2_spec(folder, tensors, tokens),
+        other => Err(ModelError::Spec {
+            path: folder.path(),
+            message: format!(
+                "unknown Hugging Face architecture {other:?}; supported: {}",
+                HF_ARCHS.join(", ")
+            ),
+        }),
+    }
+}
+
+/// Longest sequence the checkpoint's position embedding covers (GPT-2's `n_positions`).
+pub fn max_positions(folder: &HfFolder) -> Option<usize> {
+    folder
+        .config
+        .get("n_positions")
+        .or_else(|| folder.config.get("max_position_embeddings"))
+        .and_then(Value::as_u64)
+        .map(|v| v as usize)
+}
+
+/// The spec's op for a Hugging Face `activation_function`.
+fn activation(folder: &HfFolder, name: &str) -> Result<&'static str, ModelError> {
+    Ok(match name {
+        "gelu_new" | "gelu_pytorch_tanh" => "gelu_tanh",
+        "gelu" => "gelu",
+        "relu" => "relu",
+        "silu" | "swish" => "silu",
+        "tanh" => "tanh",
+        other => {
+            return Err(ModelError::Spec {
+                path: folder.path(),
+                message: format!(
+                    "field \"activation_function\": {other:?} is not supported (gelu_new, gelu_pytorch_tanh, gelu, relu, silu, tanh are)"
+                ),
+            })
+        }
+    })
+}
+
+fn node(name: impl Into<String>, op: &str) -> NodeSpec {
+    NodeSpec::new(name, op)
+}
+
+/// GPT2LMHeadModel. Per block `transformer.h.{i}`: `ln_1`, `attn.c_attn` (fused q, k, v),
+/// `attn.heads` (the attention; its channels are the heads), `attn.merge`, `attn.c_proj`,
+/// `add_1` (residual), `ln_2`, `mlp.c_fc`, `mlp.act` (the MLP neurons), `mlp.c_proj`, `add_2`;
+/// then `select_position`, `transformer.ln_f` and `lm_head` (tied to `wte` when the file has
+/// no `lm_head.weight`).
+fn gpt2_spec(
+    folder: &HfFolder,
+    tensors: &TensorFile,
+    tokens: usize,
+) -> Result<ModelSpec, ModelError> {
+    let layers = folder.usize("n_layer")?;
+    let heads = folder.usize("n_head")?;
+    let positions = folder.usize("n_positions")?;
+    let eps = folder.f64_or("layer_norm_epsilon", 1e-5);
+    let act = activation(folder, folder.str_or("activation_function", "gelu_new"))?;
+    let refuse = |message: String| ModelError::Spec {
+        path: folder.path(),
+        message,
+    };
+    if !folder.bool_or("scale_attn_weights", true)
+        || folder.bool_or("scale_attn_by_inverse_layer_idx", false)
+    {
+        return Err(refuse(
+            "only the standard attention scale 1/sqrt(d_head) is supported (scale_attn_weights true, scale_attn_by_inverse_layer_idx false)".into(),
+        ));
+    }
+    if tokens > positions {
+        return Err(refuse(format!(
+            "the eval set has {tokens} positions per example, more than the model's n_positions = {positions}"
+        )));
+    }
+    // GPT2LMHeadModel saves `transformer.*`; a bare GPT2Model saves the same names without it.
+    let p = if tensors.contains("transformer.wte.weight") {
+        "transformer."
+    } else if tensors.contains("wte.weight") {
+        ""
+    } else {
+        return Err(ModelError::Tensor {
+            path: tensors.path().to_owned(),
+            tensor: "transformer.wte.weight".into(),
+            message: format!(
+                "missing: this is not a GPT-2 checkpoint? The file has {}",
+                tensors.describe(8)
+            ),
+        });
+    };
+    let t = |name: &str| Some(format!("{p}{name}"));
+    let mut nodes = vec![NodeSpec {
+        inputs: Some(vec!["input".into()]),
+        weight: t("wte.weight"),
+        position_weight: t("wpe.weight"),
+        ..node(format!("{p}wte"), "embedding")
+    }];
+    let mut residual = format!("{p}wte");
+    let linear = |name: String| NodeSpec {
+        weight: Some(format!("{name}.weight")),
+        bias: Some(format!("{name}.bias")),
+        transposed: Some(true),
+        ..node(name, "conv2d")
+    };
+    for i in 0..layers {
+        let b = format!("{p}h.{i}");
+        nodes.push(NodeSpec {
+            inputs: Some(vec![residual.clone()]),
+            prefix: Some(format!("{b}.ln_1")),
+            eps: Some(eps),
+            ..node(format!("{b}.ln_1"), "layernorm")
+        });
+        nodes.push(linear(format!("{b}.attn.c_attn")));
+        nodes.push(NodeSpec {
+            heads: Some(heads),
+            ..node(format!("{b}.attn.heads"), "attention")
+        });
+        nodes.push(node(format!("{b}.attn.merge"), "merge_heads"));
+        nodes.push(linear(format!("{b}.attn.c_proj")));
+        nodes.push(NodeSpec {
+            inputs: Some(vec![format!("{b}.attn.c_proj"), residual.clone()]),
+            ..node(format!("{b}.add_1"), "add")
+        });
+        nodes.push(NodeSpec {
+            prefix: Some(format!("{b}.ln_2")),
+            eps: Some(eps),
+            ..node(format!("{b}.ln_2"), "layernorm")
+        });
+        nodes.push(linear(format!("{b}.mlp.c_fc")));
+        nodes.push(node(format!("{b}.mlp.act"), act));
+        nodes.push(linear(format!("{b}.mlp.c_proj")));
+        nodes.push(NodeSpec {
+            inputs: Some(vec![format!("{b}.mlp.c_proj"), format!("{b}.add_1")]),
+            ..node(format!("{b}.add_2"), "add")
+        });
+        residual = format!("{b}.add_2");
+    }
+    nodes.push(NodeSpec {
+        inputs: Some(vec![residual, "input".into()]),
+        ..node("select_position", "select_position")
+    });
+    nodes.push(NodeSpec {
+        prefix: Some(format!("{p}ln_f")),
+        eps: Some(eps),
+        ..node(format!("{p}ln_f"), "layernorm")
+    });
+    let head = if tensors.contains("lm_head.weight") {
+        "lm_head.weight".to_string()
+    } else {
+        format!("{p}wte.weight")
+    };
+    nodes.push(NodeSpec {
+        weight: Some(head),
+        ..node("lm_head", "linear")
+    });
+    Ok(ModelSpec {
+        format: FORMAT_V1.into(),
+        input: Vec::new(),
+        tokens: Some(tokens),
+        preprocess: None,
+        nodes,
+    })
+}
