@@ -2,8 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use nshap::model::hf::{max_positions, HfFolder, HF_ARCHS};
 use nshap::model::load::{
-    data_input_shape, load_arch_with, load_spec_with, read_spec, LoadOptions,
+    data_input_shape, data_token_positions, load_arch_with, load_hf, load_spec_with, read_spec,
+    LoadOptions,
 };
 use nshap::model::spec::{ModelSpec, Preprocess};
 use nshap::model::{load_eval_set, DataOptions, EvalSet, Graph};
@@ -17,9 +19,15 @@ pub struct ModelArgs {
     /// Model spec (nshap.model.v1 JSON); see docs/model-format.md.
     #[arg(long, value_name = "SPEC", conflicts_with = "arch")]
     pub model: Option<PathBuf>,
-    /// Build the spec from a torchvision state_dict instead: resnet18 or resnet34.
+    /// Build the spec from a torchvision state_dict instead: resnet18 or resnet34; or from a
+    /// Hugging Face folder given with --hf: gpt2, llama (default: the folder's model_type).
     #[arg(long)]
     pub arch: Option<String>,
+    /// A saved Hugging Face model folder (config.json + model.safetensors), read directly;
+    /// the eval set is then token ids (docs/transformers.md).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["model", "weights"])]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf: Option<PathBuf>,
     /// Input shape for --arch, as C,H,W (default: the eval data's, else 3,224,224).
     #[arg(long, value_name = "C,H,W")]
     #[serde(default)]
@@ -147,7 +155,7 @@ impl ModelArgs {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.model.is_none() && self.arch.is_none() && self.weights.is_none()
+        self.model.is_none() && self.arch.is_none() && self.weights.is_none() && self.hf.is_none()
     }
 
     fn options(&self) -> Result<LoadOptions> {
@@ -189,6 +197,9 @@ impl ModelArgs {
     /// Load the model; `data` sizes an `--arch` model when `--input` is not given. Warnings
     /// (tensors the spec never reads, a DataParallel prefix) go to stderr.
     pub fn load(&self, data: &DataArgs) -> Result<LoadedModel> {
+        if let Some(dir) = &self.hf {
+            return self.load_hf(dir, data);
+        }
         let Some(weights) = &self.weights else {
             bail!("--weights is required (a safetensors state_dict)");
         };
@@ -239,6 +250,60 @@ impl ModelArgs {
             spec: loaded.spec,
             digest: hex(&digest.finalize()),
             description,
+        })
+    }
+}
+
+impl ModelArgs {
+    /// `--hf DIR`: a Hugging Face folder, as `--arch` or its config's `model_type`, sized by
+    /// the eval set's token positions (else the model's longest).
+    fn load_hf(&self, dir: &Path, data: &DataArgs) -> Result<LoadedModel> {
+        if self.normalize.is_some() {
+            bail!("--normalize applies to images; a --hf language model reads token ids");
+        }
+        let folder = HfFolder::open(dir)?;
+        let arch = match (&self.arch, folder.model_type()) {
+            (Some(a), _) => a.clone(),
+            (None, _) if folder.arch().is_some() => folder.arch().unwrap_or_default().to_string(),
+            (None, t) => bail!(
+                "{}: config.json's model_type is {t:?}; give --arch ({})",
+                dir.display(),
+                HF_ARCHS.join(", ")
+            ),
+        };
+        let (tokens, from) = match &data.data {
+            Some(path) => {
+                not_a_directory("--data", path)?;
+                match data_token_positions(path)? {
+                    Some(t) => (t, "from the eval data"),
+                    None => bail!(
+                        "{}: a language model's eval set holds token ids as `tokens` [N, T] (with `labels`, and optionally `positions` and `distractors`); see docs/transformers.md",
+                        path.display()
+                    ),
+                }
+            }
+            None => (
+                max_positions(&folder).with_context(|| {
+                    format!("{}: config.json gives no n_positions", dir.display())
+                })?,
+                "the model's longest",
+            ),
+        };
+        let loaded = load_hf(&arch, dir, tokens)?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        let mut digest = Sha256::new();
+        digest.update(format!("hf:{arch}:{tokens}"));
+        digest_into(&mut digest, &[&dir.join("config.json"), &folder.weights()])?;
+        Ok(LoadedModel {
+            graph: loaded.graph,
+            spec: loaded.spec,
+            digest: hex(&digest.finalize()),
+            description: format!(
+                "--arch {arch} --hf {} ({tokens} positions, {from})",
+                dir.display()
+            ),
         })
     }
 }

@@ -142,6 +142,7 @@ impl Builder {
             | Op::Scale(_)
             | Op::ChannelShuffle { .. }
             | Op::LayerNorm(_)
+            | Op::RmsNorm(_)
             | Op::Add
             | Op::Identity => in_shape,
             Op::MergeHeads => {
@@ -1093,6 +1094,20 @@ fn layernorm_backward() {
                 let ln = b.last();
                 b.push(Op::Mul, &[ln, Source::Input]);
             }
+        });
+    }
+}
+
+#[test]
+fn rmsnorm_backward() {
+    for (i, shape) in [Shape::Image { c: 8, h: 1, w: 5 }, Shape::Features(10)]
+        .into_iter()
+        .enumerate()
+    {
+        single_op(shape, 270 + i as u64, &format!("rmsnorm {shape}"), |b| {
+            let c = shape.channels();
+            let weight = b.uniform(c, 1.5);
+            b.push(Op::RmsNorm(nshap_model::RmsNorm { weight, eps: 1e-6 }), &[]);
         });
     }
 }

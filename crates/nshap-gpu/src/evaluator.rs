@@ -73,7 +73,7 @@ impl GpuEvaluator {
             .filter(|n| {
                 matches!(
                     n.op,
-                    Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition
+                    Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition | Op::RmsNorm(_)
                 )
             })
             .map(|n| format!("{} ({})", n.name, n.op.kind()))

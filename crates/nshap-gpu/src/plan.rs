@@ -301,7 +301,7 @@ impl Plan {
                     new_step(StepOp::Map, &mut tensors, &mut steps)
                 }
                 // No kernels yet: the evaluator refuses graphs with these ops before planning.
-                Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition => {
+                Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition | Op::RmsNorm(_) => {
                     new_step(StepOp::Map, &mut tensors, &mut steps)
                 }
                 Op::Activation(act) => {

@@ -74,6 +74,7 @@ pub const OPS: &[(&str, &[&str])] = &[
     ("batchnorm1d", BN_FIELDS),
     ("batchnorm2d", BN_FIELDS),
     ("layernorm", &["prefix", "weight", "bias", "eps"]),
+    ("rmsnorm", &["weight", "eps"]),
     ("relu", &[]),
     ("relu6", &[]),
     ("gelu", &[]),
@@ -679,6 +680,24 @@ fn build_op(
                 Op::LayerNorm(LayerNorm {
                     weight,
                     bias,
+                    eps: eps as f32,
+                }),
+                in_shape,
+            )
+        }
+        "rmsnorm" => {
+            let c = in_shape.channels();
+            let wname = ctx.name(&ns.weight, "weight")?;
+            let weight = ctx.tensors.f32(wname, Some(&[c]))?.0;
+            let eps = ns.eps.unwrap_or(1e-6);
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(ctx.err(format!(
+                    "field \"eps\" must be a positive number, found {eps}"
+                )));
+            }
+            (
+                Op::RmsNorm(crate::graph::RmsNorm {
+                    weight,
                     eps: eps as f32,
                 }),
                 in_shape,

@@ -248,6 +248,14 @@ pub struct LayerNorm {
     pub eps: f32,
 }
 
+/// RMS normalisation over the channels at every position (Llama's `RMSNorm`):
+/// `y = x / sqrt(mean_c(x^2) + eps) * weight`.
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    pub weight: Vec<f32>,
+    pub eps: f32,
+}
+
 /// Token (and learned position) embedding of a language model's input: token ids `[T]` become a
 /// `[D, 1, T]` sequence, channel-major like every activation (a channel is one of the `D`
 /// features, at every position), so per-position linear layers are 1x1 convolutions and a
@@ -317,6 +325,7 @@ pub enum Op {
         groups: usize,
     },
     LayerNorm(LayerNorm),
+    RmsNorm(RmsNorm),
     Identity,
     /// Token ids to a `[D, 1, T]` sequence (see [`Embedding`]).
     Embedding(Embedding),
@@ -349,6 +358,7 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::ChannelShuffle { .. } => "channel_shuffle",
             Op::LayerNorm(_) => "layernorm",
+            Op::RmsNorm(_) => "rmsnorm",
             Op::Identity => "identity",
             Op::Embedding(_) => "embedding",
             Op::Attention(_) => "attention",

@@ -4,7 +4,9 @@
 //! `state_dict` names, unchanged.
 //!
 //! Architectures: `gpt2` (`GPT2LMHeadModel`; `Conv1D` weights stored `[in, out]`, the fused
-//! `c_attn`, the LM head tied to the token embedding).
+//! `c_attn`, the LM head tied to the token embedding) and `llama` (`LlamaForCausalLM` and the
+//! models that share its layout: grouped-query attention, rotary embeddings, RMSNorm, a SwiGLU
+//! MLP; Qwen2's q/k/v biases and SmolLM's tied head are read where the file has them).
 
 use crate::error::ModelError;
 use crate::spec::{ModelSpec, NodeSpec, FORMAT_V1};
@@ -13,7 +15,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The architectures `--arch` reads from a Hugging Face folder.
-pub const HF_ARCHS: &[&str] = &["gpt2"];
+pub const HF_ARCHS: &[&str] = &["gpt2", "llama"];
+
+/// `model_type`s read as `llama` (the same module layout and names).
+const LLAMA_LIKE: &[&str] = &["llama", "qwen2", "mistral"];
 
 /// A saved Hugging Face model folder.
 pub struct HfFolder {
@@ -115,6 +120,15 @@ impl HfFolder {
     pub fn model_type(&self) -> Option<&str> {
         self.config.get("model_type").and_then(Value::as_str)
     }
+
+    /// The `--arch` a folder's `model_type` is read as.
+    pub fn arch(&self) -> Option<&'static str> {
+        match self.model_type()? {
+            "gpt2" => Some("gpt2"),
+            t if LLAMA_LIKE.contains(&t) => Some("llama"),
+            _ => None,
+        }
+    }
 }
 
 /// The spec of `arch` for the folder's checkpoint, reading `tokens` positions per example.
@@ -125,7 +139,8 @@ pub fn hf_spec(
     tokens: usize,
 ) -> Result<ModelSpec, ModelError> {
     if let Some(kind) = folder.model_type() {
-        if kind != arch {
+        let same = kind == arch || (arch == "llama" && LLAMA_LIKE.contains(&kind));
+        if !same {
             return Err(ModelError::Spec {
                 path: folder.path(),
                 message: format!(
@@ -137,6 +152,7 @@ pub fn hf_spec(
     }
     match arch {
         "gpt2" => gpt2_spec(folder, tensors, tokens),
+        "llama" => llama_spec(folder, tensors, tokens),
         other => Err(ModelError::Spec {
             path: folder.path(),
             message: format!(
@@ -153,6 +169,7 @@ pub fn max_positions(folder: &HfFolder) -> Option<usize> {
         .config
         .get("n_positions")
         .or_else(|| folder.config.get("max_position_embeddings"))
+        .filter(|v| !v.is_null())
         .and_then(Value::as_u64)
         .map(|v| v as usize)
 }
@@ -289,6 +306,171 @@ fn gpt2_spec(
     };
     nodes.push(NodeSpec {
         weight: Some(head),
+        ..node("lm_head", "linear")
+    });
+    Ok(ModelSpec {
+        format: FORMAT_V1.into(),
+        input: Vec::new(),
+        tokens: Some(tokens),
+        preprocess: None,
+        nodes,
+    })
+}
+
+/// The rotary embedding's base: `rope_theta`, at the top level (transformers 4) or in
+/// `rope_parameters` (transformers 5). Scaled variants (`llama3`, `yarn`, `linear`, ...) are
+/// refused rather than computed wrongly.
+fn rope_theta(folder: &HfFolder) -> Result<f64, ModelError> {
+    let refuse = |message: String| ModelError::Spec {
+        path: folder.path(),
+        message,
+    };
+    let params = folder
+        .config
+        .get("rope_parameters")
+        .filter(|v| !v.is_null());
+    let scaling = folder.config.get("rope_scaling").filter(|v| !v.is_null());
+    for p in [params, scaling].into_iter().flatten() {
+        let kind = p
+            .get("rope_type")
+            .or_else(|| p.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if kind != "default" {
+            return Err(refuse(format!(
+                "rotary embedding type {kind:?} is not supported yet (only the unscaled \"default\")"
+            )));
+        }
+    }
+    let theta = params
+        .and_then(|p| p.get("rope_theta"))
+        .or_else(|| folder.config.get("rope_theta"))
+        .and_then(Value::as_f64)
+        .unwrap_or(10_000.0);
+    Ok(theta)
+}
+
+/// LlamaForCausalLM. Per layer `model.layers.{i}`: `input_layernorm`, `self_attn.q_proj`,
+/// `k_proj`, `v_proj`, `self_attn.heads` (grouped-query attention with rotary embeddings; its
+/// channels are the query heads), `self_attn.merge`, `self_attn.o_proj`, `add_1`,
+/// `post_attention_layernorm`, `mlp.gate_proj`, `mlp.act_fn`, `mlp.up_proj`, `mlp.mul` (the MLP
+/// neurons: the input of `down_proj`), `mlp.down_proj`, `add_2`; then `select_position`,
+/// `model.norm` and `lm_head` (the token embedding when tied).
+fn llama_spec(
+    folder: &HfFolder,
+    tensors: &TensorFile,
+    tokens: usize,
+) -> Result<ModelSpec, ModelError> {
+    let layers = folder.usize("num_hidden_layers")?;
+    let heads = folder.usize("num_attention_heads")?;
+    let kv_heads = match folder.config.get("num_key_value_heads") {
+        Some(v) if !v.is_null() => folder.usize("num_key_value_heads")?,
+        _ => heads,
+    };
+    let eps = folder.f64_or("rms_norm_eps", 1e-6);
+    let act = activation(folder, folder.str_or("hidden_act", "silu"))?;
+    let theta = rope_theta(folder)?;
+    let refuse = |message: String| ModelError::Spec {
+        path: folder.path(),
+        message,
+    };
+    if folder.bool_or("use_sliding_window", false) {
+        return Err(refuse(
+            "sliding-window attention is not supported (use_sliding_window is true)".into(),
+        ));
+    }
+    if let Some(positions) = max_positions(folder) {
+        if tokens > positions {
+            return Err(refuse(format!(
+                "the eval set has {tokens} positions per example, more than the model's max_position_embeddings = {positions}"
+            )));
+        }
+    }
+    if !tensors.contains("model.embed_tokens.weight") {
+        return Err(ModelError::Tensor {
+            path: tensors.path().to_owned(),
+            tensor: "model.embed_tokens.weight".into(),
+            message: format!(
+                "missing: this is not a Llama-style checkpoint? The file has {}",
+                tensors.describe(8)
+            ),
+        });
+    }
+    let mut nodes = vec![NodeSpec {
+        inputs: Some(vec!["input".into()]),
+        weight: Some("model.embed_tokens.weight".into()),
+        ..node("model.embed_tokens", "embedding")
+    }];
+    let linear = |name: String, input: Option<String>| {
+        let bias = format!("{name}.bias");
+        NodeSpec {
+            inputs: input.map(|i| vec![i]),
+            weight: Some(format!("{name}.weight")),
+            bias: tensors.contains(&bias).then_some(bias),
+            ..node(name, "conv2d")
+        }
+    };
+    let norm = |name: String, input: Option<String>| NodeSpec {
+        inputs: input.map(|i| vec![i]),
+        weight: Some(format!("{name}.weight")),
+        eps: Some(eps),
+        ..node(name, "rmsnorm")
+    };
+    let mut residual = "model.embed_tokens".to_string();
+    for i in 0..layers {
+        let b = format!("model.layers.{i}");
+        let a = format!("{b}.self_attn");
+        let normed = format!("{b}.input_layernorm");
+        nodes.push(norm(normed.clone(), Some(residual.clone())));
+        for proj in ["q_proj", "k_proj", "v_proj"] {
+            nodes.push(linear(format!("{a}.{proj}"), Some(normed.clone())));
+        }
+        nodes.push(NodeSpec {
+            inputs: Some(vec![
+                format!("{a}.q_proj"),
+                format!("{a}.k_proj"),
+                format!("{a}.v_proj"),
+            ]),
+            heads: Some(heads),
+            kv_heads: Some(kv_heads),
+            rope_theta: Some(theta),
+            ..node(format!("{a}.heads"), "attention")
+        });
+        nodes.push(node(format!("{a}.merge"), "merge_heads"));
+        nodes.push(linear(format!("{a}.o_proj"), None));
+        nodes.push(NodeSpec {
+            inputs: Some(vec![format!("{a}.o_proj"), residual.clone()]),
+            ..node(format!("{b}.add_1"), "add")
+        });
+        let normed = format!("{b}.post_attention_layernorm");
+        nodes.push(norm(normed.clone(), None));
+        let m = format!("{b}.mlp");
+        nodes.push(linear(format!("{m}.gate_proj"), Some(normed.clone())));
+        nodes.push(node(format!("{m}.act_fn"), act));
+        nodes.push(linear(format!("{m}.up_proj"), Some(normed)));
+        nodes.push(NodeSpec {
+            inputs: Some(vec![format!("{m}.act_fn"), format!("{m}.up_proj")]),
+            ..node(format!("{m}.mul"), "mul")
+        });
+        nodes.push(linear(format!("{m}.down_proj"), None));
+        nodes.push(NodeSpec {
+            inputs: Some(vec![format!("{m}.down_proj"), format!("{b}.add_1")]),
+            ..node(format!("{b}.add_2"), "add")
+        });
+        residual = format!("{b}.add_2");
+    }
+    nodes.push(NodeSpec {
+        inputs: Some(vec![residual, "input".into()]),
+        ..node("select_position", "select_position")
+    });
+    nodes.push(norm("model.norm".into(), None));
+    let head = if tensors.contains("lm_head.weight") {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    };
+    nodes.push(NodeSpec {
+        weight: Some(head.into()),
         ..node("lm_head", "linear")
     });
     Ok(ModelSpec {

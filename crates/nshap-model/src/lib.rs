@@ -19,7 +19,7 @@ pub use data::EvalSet;
 pub use error::ModelError;
 pub use graph::{
     Activation, Attention, BatchNorm, Conv2d, Embedding, Graph, LayerNorm, Linear, Node, Op,
-    Pool2d, Source,
+    Pool2d, RmsNorm, Source,
 };
 pub use metric::{CustomMetric, Metric};
 pub use players::{Baseline, PlayerLayer, Players};

@@ -59,6 +59,7 @@ fn through(op: &Op, baseline: &[f32]) -> Option<Vec<f32>> {
         | Op::Slice { .. }
         | Op::ChannelShuffle { .. }
         | Op::LayerNorm(_)
+        | Op::RmsNorm(_)
         | Op::Embedding(_)
         | Op::Attention(_)
         | Op::SelectPosition => None,

@@ -15,6 +15,7 @@ pub fn parameters(node: &Node) -> usize {
         Op::Conv2d(c) => c.weight.len() + if c.has_bias { c.bias.len() } else { 0 },
         Op::BatchNorm(bn) => 2 * bn.scale.len(),
         Op::LayerNorm(ln) => ln.weight.len() + ln.bias.len(),
+        Op::RmsNorm(n) => n.weight.len(),
         // A shared PReLU slope is expanded per channel at load; counted as stored here.
         Op::Prelu(w) | Op::Scale(w) => w.len(),
         // Position embeddings counted for the positions the model reads.
@@ -37,6 +38,7 @@ pub fn flops(graph: &Graph, node: &Node) -> u64 {
         }
         // Mean, variance, normalise and affine: about 5 per element.
         Op::LayerNorm(_) => 5 * out,
+        Op::RmsNorm(_) => 4 * out,
         // q.k and p.v over the causal half: 2 multiply-adds per output element and key seen.
         // Query t sees t + 1 keys, (T + 1) / 2 on average, in q.k and in p.v.
         Op::Attention(_) => match node.shape {

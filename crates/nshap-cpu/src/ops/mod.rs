@@ -79,6 +79,7 @@ pub fn run(graph: &Graph, node: &Node, inputs: &[&[f32]], rows: usize, out: &mut
             channels::channel_shuffle(*groups, in_shape, inputs[0], out)
         }
         Op::LayerNorm(ln) => norm::layer_norm(ln, in_shape, inputs[0], out),
+        Op::RmsNorm(n) => norm::rms_norm(n, in_shape, inputs[0], out),
         Op::Embedding(e) => sequence::embedding(e, inputs[0], rows, out),
         Op::Attention(a) => sequence::attention(a, inputs, positions(node.shape), rows, out),
         Op::MergeHeads => out.copy_from_slice(inputs[0]),
@@ -171,6 +172,7 @@ pub fn backward(
             channels::channel_shuffle_backward(*groups, in_shape, grad_out, grad_in)
         }
         Op::LayerNorm(ln) => norm::layer_norm_backward(ln, in_shape, inputs[0], grad_out, grad_in),
+        Op::RmsNorm(n) => norm::rms_norm_backward(n, in_shape, inputs[0], grad_out, grad_in),
         Op::Attention(a) => {
             let t = positions(node.shape);
             sequence::attention_backward(a, inputs, k, t, grad_out, grad_in)

@@ -5,7 +5,7 @@
 //! are accumulated channel by channel over contiguous planes: two passes in f32, the mean first,
 //! then the biased variance as the mean squared deviation, as PyTorch computes them.
 
-use nshap_model::{LayerNorm, Shape};
+use nshap_model::{LayerNorm, RmsNorm, Shape};
 
 /// Per-position mean and `1 / sqrt(var + eps)` of one row (`channels` planes of `s` values).
 fn stats(x: &[f32], channels: usize, s: usize, eps: f32, mean: &mut [f32], rstd: &mut [f32]) {
@@ -84,6 +84,75 @@ pub fn layer_norm_backward(
             for p in 0..s {
                 let xhat = (x[p] - mean[p]) * rstd[p];
                 d[p] += rstd[p] * (g[p] * w - mean_gh[p] * inv - xhat * mean_ghx[p] * inv);
+            }
+        }
+    }
+}
+
+/// Per-position `1 / sqrt(mean_c(x^2) + eps)` of one row.
+fn rms_stats(x: &[f32], channels: usize, s: usize, eps: f32, rstd: &mut [f32]) {
+    rstd.fill(0.0);
+    for plane in x.chunks_exact(s) {
+        rstd.iter_mut().zip(plane).for_each(|(q, &v)| *q += v * v);
+    }
+    let inv = 1.0 / channels as f32;
+    rstd.iter_mut()
+        .for_each(|q| *q = 1.0 / (*q * inv + eps).sqrt());
+}
+
+/// RMS normalisation (Llama's `RMSNorm`): `y = x / sqrt(mean_c(x^2) + eps) * weight[c]`.
+pub fn rms_norm(norm: &RmsNorm, shape: Shape, input: &[f32], out: &mut [f32]) {
+    let (channels, s) = (shape.channels(), shape.spatial());
+    let mut rstd = vec![0.0f32; s];
+    for (o, x) in out
+        .chunks_exact_mut(shape.numel())
+        .zip(input.chunks_exact(shape.numel()))
+    {
+        rms_stats(x, channels, s, norm.eps, &mut rstd);
+        for (c, (o, x)) in o.chunks_exact_mut(s).zip(x.chunks_exact(s)).enumerate() {
+            let w = norm.weight[c];
+            for ((o, &v), &r) in o.iter_mut().zip(x).zip(&rstd) {
+                *o = v * r * w;
+            }
+        }
+    }
+}
+
+/// Vector-Jacobian product of [`rms_norm`]: with `gh = grad_out * weight`,
+/// `grad_in += rstd * gh - x * rstd^3 * mean_c(gh * x)`.
+pub fn rms_norm_backward(
+    norm: &RmsNorm,
+    shape: Shape,
+    input: &[f32],
+    grad_out: &[f32],
+    grad_in: &mut [f32],
+) {
+    let (channels, s) = (shape.channels(), shape.spatial());
+    let n = shape.numel();
+    let (mut rstd, mut mean_ghx) = (vec![0.0f32; s], vec![0.0f32; s]);
+    let inv = 1.0 / channels as f32;
+    for ((d, x), g) in grad_in
+        .chunks_exact_mut(n)
+        .zip(input.chunks_exact(n))
+        .zip(grad_out.chunks_exact(n))
+    {
+        rms_stats(x, channels, s, norm.eps, &mut rstd);
+        mean_ghx.fill(0.0);
+        for (c, (x, g)) in x.chunks_exact(s).zip(g.chunks_exact(s)).enumerate() {
+            let w = norm.weight[c];
+            for p in 0..s {
+                mean_ghx[p] += g[p] * w * x[p] * inv;
+            }
+        }
+        for (c, (d, (x, g))) in d
+            .chunks_exact_mut(s)
+            .zip(x.chunks_exact(s).zip(g.chunks_exact(s)))
+            .enumerate()
+        {
+            let w = norm.weight[c];
+            for p in 0..s {
+                let r = rstd[p];
+                d[p] += r * g[p] * w - x[p] * r * r * r * mean_ghx[p];
             }
         }
     }

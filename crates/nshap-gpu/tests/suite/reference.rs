@@ -259,7 +259,7 @@ pub fn forward(
                 }
             }
             Op::MergeHeads => out.copy_from_slice(input(0)),
-            Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition => {
+            Op::Embedding(_) | Op::Attention(_) | Op::SelectPosition | Op::RmsNorm(_) => {
                 panic!("the GPU backend has no kernels for language-model ops")
             }
             Op::LayerNorm(ln) => {

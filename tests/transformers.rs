@@ -1,8 +1,9 @@
-//! A tiny random GPT-2 read straight from its Hugging Face folder (`--arch gpt2 --hf DIR`),
-//! against Hugging Face itself (`tests/fixtures/make_gpt2.py`, float64): logits of the full
-//! model, of head coalitions (a removed head's slice of the attention output zeroed before
-//! `c_proj`) and of MLP-neuron coalitions, and exact Shapley values of the 12 heads on
-//! `logit_diff` from an enumeration of all 4096 coalitions.
+//! Tiny random GPT-2, Llama (grouped-query attention: 4 query heads per KV head) and Qwen2
+//! (q/k/v biases, a tied head) read straight from their Hugging Face folders (`--hf DIR`),
+//! against Hugging Face itself (`tests/fixtures/make_gpt2.py`, `make_llama.py`, float64):
+//! logits of the full model, of head coalitions (a removed head's slice of the attention output
+//! zeroed before the output projection) and of MLP-neuron coalitions, and exact Shapley values
+//! of GPT-2's 12 heads on `logit_diff` from an enumeration of all 4096 coalitions.
 
 mod common;
 
@@ -30,26 +31,59 @@ struct Reference {
     logits: Vec<Vec<f64>>,
     head_coalitions: Vec<Coalition>,
     mlp_coalitions: Vec<Coalition>,
+    /// GPT-2 only: the exact game of its 12 heads on `logit_diff`.
+    #[serde(default)]
     logit_diff_full: f64,
+    #[serde(default)]
     logit_diff_empty: f64,
+    #[serde(default)]
     logit_diff_shapley: Vec<f64>,
 }
 
-fn dir() -> PathBuf {
-    common::fixtures().join("gpt2-tiny")
+/// A model folder under `tests/fixtures`, how `--arch` reads it, and its player nodes.
+struct Fixture {
+    dir: &'static str,
+    arch: &'static str,
+    heads: &'static str,
+    /// The MLP neurons of block `l`.
+    mlp: fn(usize) -> String,
 }
 
-fn load() -> (Arc<Graph>, Arc<EvalSet>, Reference) {
-    let data_path = dir().join("eval.safetensors");
+const GPT2: Fixture = Fixture {
+    dir: "gpt2-tiny",
+    arch: "gpt2",
+    heads: "transformer.h.*.attn.heads",
+    mlp: |l| format!("transformer.h.{l}.mlp.act"),
+};
+
+const LLAMA: Fixture = Fixture {
+    dir: "llama-tiny",
+    arch: "llama",
+    heads: "model.layers.*.self_attn.heads",
+    mlp: |l| format!("model.layers.{l}.mlp.mul"),
+};
+
+const QWEN2: Fixture = Fixture {
+    dir: "qwen2-tiny",
+    ..LLAMA
+};
+
+fn dir(fixture: &Fixture) -> PathBuf {
+    common::fixtures().join(fixture.dir)
+}
+
+fn load(fixture: &Fixture) -> (Arc<Graph>, Arc<EvalSet>, Reference) {
+    let dir = dir(fixture);
+    let data_path = dir.join("eval.safetensors");
     let t = data_token_positions(&data_path)
         .expect("eval set reads")
         .expect("a tokens tensor");
-    let loaded = load_hf("gpt2", &dir(), t).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_hf(fixture.arch, &dir, t).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let graph = Arc::new(loaded.graph);
     let data = load_eval_set(&data_path, &graph, &DataOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let text = std::fs::read_to_string(dir().join("reference.json")).expect("reference.json");
+    let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
     let reference = serde_json::from_str(&text).expect("reference.json parses");
     (graph, Arc::new(data), reference)
 }
@@ -92,36 +126,40 @@ fn masks(present: &[&[bool]]) -> MaskBatch {
     m
 }
 
-#[test]
-fn logits_of_head_coalitions_match_hugging_face() {
-    let (graph, data, reference) = load();
-    let mut ev = evaluator(
-        &graph,
-        &data,
-        &["transformer.h.*.attn.heads"],
-        Metric::LogitDiff,
-    );
-    let n = data.len();
+/// The full model and every head coalition of the reference, within 1e-4 of the largest logit.
+fn head_coalitions_match(fixture: &Fixture) {
+    let (graph, data, reference) = load(fixture);
+    let mut ev = evaluator(&graph, &data, &[fixture.heads], Metric::LogitDiff);
+    let players = reference.head_coalitions[0].present.len();
     let full = ev
-        .logits(Examples::All, &masks(&[&[true; 12]]))
+        .logits(Examples::All, &masks(&[&vec![true; players]]))
         .expect("logits");
     let err = relative_error(&full, &reference.logits);
-    assert!(err < 1e-4, "full model: relative error {err:e}");
+    println!("{}: full model, relative error {err:e}", fixture.dir);
+    assert!(
+        err < 1e-4,
+        "{}: full model: relative error {err:e}",
+        fixture.dir
+    );
     for (k, c) in reference.head_coalitions.iter().enumerate() {
         let ours = ev
             .logits(Examples::All, &masks(&[&c.present]))
             .expect("logits");
-        assert_eq!(ours.len(), n * 64);
         let err = relative_error(&ours, &c.logits);
-        assert!(err < 1e-4, "head coalition {k}: relative error {err:e}");
+        assert!(
+            err < 1e-4,
+            "{}: head coalition {k}: relative error {err:e}",
+            fixture.dir
+        );
     }
 }
 
-#[test]
-fn logits_of_mlp_neuron_coalitions_match_hugging_face() {
-    let (graph, data, reference) = load();
+/// MLP-neuron coalitions of the reference (one block each).
+fn mlp_coalitions_match(fixture: &Fixture) {
+    let (graph, data, reference) = load(fixture);
+    assert!(!reference.mlp_coalitions.is_empty());
     for c in &reference.mlp_coalitions {
-        let layer = format!("transformer.h.{}.mlp.act", c.layer);
+        let layer = (fixture.mlp)(c.layer);
         let mut ev = evaluator(&graph, &data, &[&layer], Metric::NegLoss);
         let ours = ev
             .logits(Examples::All, &masks(&[&c.present]))
@@ -132,14 +170,35 @@ fn logits_of_mlp_neuron_coalitions_match_hugging_face() {
 }
 
 #[test]
+fn gpt2_head_coalitions_match_hugging_face() {
+    head_coalitions_match(&GPT2);
+}
+
+#[test]
+fn gpt2_mlp_neuron_coalitions_match_hugging_face() {
+    mlp_coalitions_match(&GPT2);
+}
+
+#[test]
+fn llama_grouped_query_head_coalitions_match_hugging_face() {
+    head_coalitions_match(&LLAMA);
+}
+
+#[test]
+fn llama_swiglu_neuron_coalitions_match_hugging_face() {
+    mlp_coalitions_match(&LLAMA);
+}
+
+#[test]
+fn qwen2_with_biases_and_a_tied_head_matches_hugging_face() {
+    head_coalitions_match(&QWEN2);
+    mlp_coalitions_match(&QWEN2);
+}
+
+#[test]
 fn exact_shapley_of_heads_on_logit_diff_matches_an_enumeration_in_pytorch() {
-    let (graph, data, reference) = load();
-    let ev = evaluator(
-        &graph,
-        &data,
-        &["transformer.h.*.attn.heads"],
-        Metric::LogitDiff,
-    );
+    let (graph, data, reference) = load(&GPT2);
+    let ev = evaluator(&graph, &data, &[GPT2.heads], Metric::LogitDiff);
     let mut game = NetworkGame::new(ev, 12, data.len(), None, 0);
     let table = ValueTable::enumerate(&mut game, 4096, |_, _| {}).expect("enumerates");
     let shapley = table.shapley();
