@@ -214,3 +214,80 @@ fn exact_shapley_of_heads_on_logit_diff_matches_an_enumeration_in_pytorch() {
     let want = reference.logit_diff_full - reference.logit_diff_empty;
     assert!((total - want).abs() < 1e-6, "efficiency: {total} vs {want}");
 }
+
+#[derive(Deserialize)]
+struct Baselines {
+    baselines: BaselineCases,
+}
+
+#[derive(Deserialize)]
+struct BaselineCases {
+    mean_pooled: Vec<Coalition>,
+    mean_position: Vec<Coalition>,
+    resample: Vec<Coalition>,
+}
+
+/// Mean ablation (per feature, pooled over the positions each example's metric sees, or per
+/// position) and resample ablation (each example's corrupted prompt) of GPT-2's heads, against
+/// Hugging Face with hooks that patch the same values in.
+#[test]
+fn gpt2_mean_and_resample_ablations_of_heads_match_hugging_face() {
+    let (graph, data, _) = load(&GPT2);
+    let text = std::fs::read_to_string(dir(&GPT2).join("reference.json")).expect("reference");
+    let cases: Baselines = serde_json::from_str(&text).expect("baselines parse");
+    let corrupted =
+        nshap::model::tensors::TensorFile::open(&dir(&GPT2).join("corrupted.safetensors"))
+            .expect("corrupted prompts");
+    let (_, _, bytes) = corrupted.raw("tokens").expect("tokens");
+    let ids: Vec<u32> = bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect();
+    let data = Arc::new(
+        (*data)
+            .clone()
+            .with_corrupted(&ids, graph.num_classes())
+            .expect("corrupted prompts fit"),
+    );
+    for (baseline, coalitions) in [
+        (Baseline::Mean, &cases.baselines.mean_pooled),
+        (Baseline::MeanPosition, &cases.baselines.mean_position),
+        (Baseline::Resample, &cases.baselines.resample),
+    ] {
+        let players = resolve_players(&graph, &data, &[GPT2.heads.to_string()], baseline)
+            .expect("players resolve");
+        let job = EvalJob {
+            graph: graph.clone(),
+            players,
+            data: data.clone(),
+            metric: Metric::LogitDiff,
+        };
+        let mut ev = make_backend(BackendChoice::Cpu)
+            .expect("cpu")
+            .prepare(job)
+            .expect("prepares");
+        for (k, c) in coalitions.iter().enumerate() {
+            let ours = ev
+                .logits(Examples::All, &masks(&[&c.present]))
+                .expect("logits");
+            let err = relative_error(&ours, &c.logits);
+            assert!(
+                err < 1e-4,
+                "{}: coalition {k}: relative error {err:e}",
+                baseline.name()
+            );
+        }
+        // The removed heads must matter: the empty coalition differs from zero ablation.
+        let zero = evaluator(&graph, &data, &[GPT2.heads], Metric::LogitDiff)
+            .logits(Examples::All, &masks(&[&[false; 12]]))
+            .expect("logits");
+        let empty = ev
+            .logits(Examples::All, &masks(&[&[false; 12]]))
+            .expect("logits");
+        let moved = zero
+            .iter()
+            .zip(&empty)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(moved > 0.1, "{}: same as zero ablation", baseline.name());
+    }
+}

@@ -118,7 +118,7 @@ pub fn run_item(
             out
         };
         if let Some(layer) = plan.players.layer_of_node(i) {
-            apply_mask(plan, layer, masks, item, numel, &mut out);
+            apply_mask(plan, layer, masks, item, &cache.examples, numel, &mut out);
         }
         bufs[i] = Some(out);
         for s in &node.inputs {
@@ -192,16 +192,20 @@ fn writes_every_value(op: &Op) -> bool {
     )
 }
 
-/// Replace each absent player's channel by its baseline, for every example row of the item.
+/// Replace each absent player's channel by its baseline, for every example row of the item:
+/// the channel's constant, or its block of the layer's [`BaselineValues`] (of the row's
+/// eval-set example, `example_of[cache row]`, for resample ablation).
 fn apply_mask(
     plan: &Plan,
     layer: usize,
     masks: &MaskBatch,
     item: &Item<'_>,
+    example_of: &[u32],
     numel: usize,
     out: &mut [f32],
 ) {
     let pl = &plan.players.layers()[layer];
+    let values = plan.players.values(layer);
     // A channel's block: H*W for images; after a pushed-down flatten, its H*W features.
     let spatial = numel / pl.channels();
     let offset = plan.players.offset(layer);
@@ -211,10 +215,16 @@ fn apply_mask(
             if masks.contains(coalition, offset + c) {
                 continue;
             }
-            let b = pl.baseline[c];
-            for r in 0..e {
+            for (r, &row) in item.rows.iter().enumerate() {
                 let at = (m * e + r) * numel + c * spatial;
-                out[at..at + spatial].fill(b);
+                let block = &mut out[at..at + spatial];
+                match values {
+                    None => block.fill(pl.baseline[c]),
+                    Some(v) => {
+                        let example = example_of[row] as usize;
+                        block.copy_from_slice(&v.row(example, numel)[c * spatial..][..spatial]);
+                    }
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ mod evaluator;
 #[cfg(test)]
 mod fast_path_tests;
 pub mod grad;
-mod means;
+pub mod means;
 pub mod measures;
 pub mod ops;
 mod plan;

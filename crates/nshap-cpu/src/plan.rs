@@ -224,7 +224,8 @@ fn pick_tables(
     let n = graph.nodes.len();
     let mut candidates = Vec::new();
     for (layer, pl) in players.layers().iter().enumerate() {
-        if !boundary[pl.node] {
+        // A table's base assumes one removal constant per channel.
+        if !boundary[pl.node] || players.values(layer).is_some() {
             continue;
         }
         for consumer in graph.consumers(pl.node) {

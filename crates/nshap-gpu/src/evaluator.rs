@@ -78,6 +78,12 @@ impl GpuEvaluator {
             })
             .map(|n| format!("{} ({})", n.name, n.op.kind()))
             .collect();
+        if job.players.has_values() {
+            return Err(GpuError::Unsupported {
+                adapter: ctx.summary.name.clone(),
+                what: "removal values per position or per example (mean and resample ablation of a language model; use --backend cpu)".into(),
+            });
+        }
         if !sequence_ops.is_empty() {
             return Err(GpuError::Unsupported {
                 adapter: ctx.summary.name.clone(),

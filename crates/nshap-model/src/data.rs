@@ -11,6 +11,19 @@ pub struct EvalSet {
     pub labels: Vec<u32>,
     /// Per example, a competing token whose logit `logit_diff` subtracts (language models).
     pub distractors: Option<Vec<u32>>,
+    /// Per example, a paired corrupted input in the layout of `inputs` (language models: the
+    /// prompt whose activations the `resample` baseline patches in).
+    pub corrupted: Option<Vec<f32>>,
+}
+
+/// Examples of a token model: each row's ids, then its read position, as floats.
+fn token_rows(tokens: &[u32], t_len: usize, positions: &[u32]) -> Vec<f32> {
+    let mut inputs = Vec::with_capacity(positions.len() * (t_len + 1));
+    for (row, &p) in tokens.chunks_exact(t_len).zip(positions) {
+        inputs.extend(row.iter().map(|&t| t as f32));
+        inputs.push(p as f32);
+    }
+    inputs
 }
 
 impl EvalSet {
@@ -54,6 +67,7 @@ impl EvalSet {
             inputs,
             labels,
             distractors: None,
+            corrupted: None,
         })
     }
 
@@ -115,14 +129,44 @@ impl EvalSet {
                 ));
             }
         }
-        let mut inputs = Vec::with_capacity(n * (t_len + 1));
-        for (row, &p) in tokens.chunks_exact(t_len).zip(positions) {
-            inputs.extend(row.iter().map(|&t| t as f32));
-            inputs.push(p as f32);
-        }
-        let mut set = EvalSet::new(Shape::Features(t_len + 1), inputs, labels, vocab)?;
+        let mut set = EvalSet::new(
+            Shape::Features(t_len + 1),
+            token_rows(tokens, t_len, positions),
+            labels,
+            vocab,
+        )?;
         set.distractors = distractors;
         Ok(set)
+    }
+
+    /// Add paired corrupted prompts `[N, T]` (same read positions) for the `resample` baseline.
+    pub fn with_corrupted(mut self, tokens: &[u32], vocab: usize) -> Result<EvalSet, ModelError> {
+        let t_len = self.shape.numel() - 1;
+        if tokens.len() != self.len() * t_len {
+            return Err(ModelError::Data(format!(
+                "corrupted prompts: expected [{}, {t_len}] token ids, found {}",
+                self.len(),
+                tokens.len()
+            )));
+        }
+        if let Some(i) = tokens.iter().position(|&t| t as usize >= vocab) {
+            return Err(ModelError::Data(format!(
+                "corrupted token id {} of example {} is outside the vocabulary of {vocab}",
+                tokens[i],
+                i / t_len
+            )));
+        }
+        let positions: Vec<u32> = (0..self.len())
+            .map(|i| self.example(i)[t_len] as u32)
+            .collect();
+        self.corrupted = Some(token_rows(tokens, t_len, &positions));
+        Ok(self)
+    }
+
+    /// The corrupted input of example `i`, if the set has them.
+    pub fn corrupted_example(&self, i: usize) -> Option<&[f32]> {
+        let n = self.shape.numel();
+        Some(&self.corrupted.as_ref()?[i * n..(i + 1) * n])
     }
 
     pub fn len(&self) -> usize {
@@ -147,6 +191,10 @@ impl EvalSet {
             inputs: self.inputs[..n * self.shape.numel()].to_vec(),
             labels: self.labels[..n].to_vec(),
             distractors: self.distractors.as_ref().map(|d| d[..n].to_vec()),
+            corrupted: self
+                .corrupted
+                .as_ref()
+                .map(|c| c[..n * self.shape.numel()].to_vec()),
         }
     }
 }

@@ -72,7 +72,9 @@ pub fn fold_batchnorm(graph: &Graph, players: &Players) -> (Graph, Players) {
             baseline: l.baseline.clone(),
         })
         .collect();
-    let players = Players::new(layers).expect("remapping keeps player layers distinct");
+    let players = Players::new(layers)
+        .expect("remapping keeps player layers distinct")
+        .keep_values_of(players);
     (
         Graph {
             input: graph.input,

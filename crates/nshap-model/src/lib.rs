@@ -22,7 +22,7 @@ pub use graph::{
     Pool2d, RmsNorm, Source,
 };
 pub use metric::{CustomMetric, Metric};
-pub use players::{Baseline, PlayerLayer, Players};
+pub use players::{Baseline, BaselineValues, PlayerLayer, Players};
 pub use shape::Shape;
 
 pub mod build;

@@ -171,6 +171,7 @@ pub fn data_token_positions(path: &Path) -> Result<Option<usize>, ModelError> {
 const TOKENS: &str = "tokens";
 const POSITIONS: &str = "positions";
 const DISTRACTORS: &str = "distractors";
+const CORRUPTED: &str = "corrupted";
 
 /// Integer values of a tensor (I64, I32 or U8), each checked to be non-negative and below 2^31.
 fn int_tensor(file: &TensorFile, name: &str) -> Result<(Vec<usize>, Vec<u32>), ModelError> {
@@ -259,7 +260,8 @@ fn load_token_set(
     let labels = per_example(&options.labels)?.unwrap_or_else(|| vec![0; n]);
     let positions = per_example(POSITIONS)?.unwrap_or_else(|| vec![t_len as u32 - 1; n]);
     let distractors = per_example(DISTRACTORS)?;
-    EvalSet::tokens(
+    let in_file = |e: ModelError| ModelError::Data(format!("{}: {e}", path.display()));
+    let set = EvalSet::tokens(
         &tokens,
         t_len,
         &positions,
@@ -267,7 +269,19 @@ fn load_token_set(
         distractors,
         graph.num_classes(),
     )
-    .map_err(|e| ModelError::Data(format!("{}: {e}", path.display())))
+    .map_err(in_file)?;
+    if !file.contains(CORRUPTED) {
+        return Ok(set);
+    }
+    let (shape, corrupted) = int_tensor(file, CORRUPTED)?;
+    if shape != [n, t_len] {
+        return Err(err(
+            CORRUPTED,
+            format!("shape mismatch: expected [{n}, {t_len}] like `tokens`, found {shape:?}"),
+        ));
+    }
+    set.with_corrupted(&corrupted, graph.num_classes())
+        .map_err(in_file)
 }
 
 /// A normalisation checked against the input's channels; a single mean/std serves every

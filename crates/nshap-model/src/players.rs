@@ -15,6 +15,11 @@ pub enum Baseline {
     /// The published Neuron Shapley code's removal: a conv/BN channel outputs its BN bias
     /// (so after a ReLU, relu(beta)); a layer without BN outputs 0.
     Reference,
+    /// Language models: each feature's mean at each position over the examples that reach it.
+    MeanPosition,
+    /// Language models: the player's output on the example's paired corrupted prompt
+    /// (resample ablation, activation patching).
+    Resample,
 }
 
 impl Baseline {
@@ -23,6 +28,8 @@ impl Baseline {
             Baseline::Zero => "zero",
             Baseline::Mean => "mean",
             Baseline::Reference => "reference",
+            Baseline::MeanPosition => "mean_position",
+            Baseline::Resample => "resample",
         }
     }
 }
@@ -34,8 +41,10 @@ impl FromStr for Baseline {
             "zero" => Ok(Baseline::Zero),
             "mean" => Ok(Baseline::Mean),
             "reference" => Ok(Baseline::Reference),
+            "mean_position" => Ok(Baseline::MeanPosition),
+            "resample" => Ok(Baseline::Resample),
             _ => Err(format!(
-                "unknown baseline {text:?}: expected zero, mean or reference"
+                "unknown baseline {text:?}: expected zero, mean, reference, or for language models mean_position, resample"
             )),
         }
     }
@@ -56,11 +65,36 @@ impl PlayerLayer {
     }
 }
 
+/// Removal values that are not one constant per channel, for sequence models: a removed
+/// player's block (a head's `d_head x T` slice, a neuron's `T` positions) takes these values
+/// instead of [`PlayerLayer::baseline`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum BaselineValues {
+    /// One value per element of the node's output, the same for every example (mean ablation
+    /// per feature, pooled over positions or per position).
+    Shared(Vec<f32>),
+    /// The node's output for each eval-set example, `[examples, numel]` row-major (resample
+    /// ablation: the value on the example's paired corrupted prompt).
+    PerExample(Vec<f32>),
+}
+
+impl BaselineValues {
+    /// The values of one example's row (`numel` long).
+    pub fn row(&self, example: usize, numel: usize) -> &[f32] {
+        match self {
+            BaselineValues::Shared(v) => &v[..numel],
+            BaselineValues::PerExample(v) => &v[example * numel..(example + 1) * numel],
+        }
+    }
+}
+
 /// All players of a run, layer after layer; global index = layer offset + channel.
 #[derive(Clone, Debug, Default)]
 pub struct Players {
     layers: Vec<PlayerLayer>,
     offsets: Vec<usize>,
+    /// Per layer, removal values beyond one constant per channel (see [`BaselineValues`]).
+    values: Vec<Option<std::sync::Arc<BaselineValues>>>,
 }
 
 impl Players {
@@ -84,7 +118,37 @@ impl Players {
             offsets.push(total);
             total += layer.channels();
         }
-        Ok(Players { layers, offsets })
+        let values = vec![None; layers.len()];
+        Ok(Players {
+            layers,
+            offsets,
+            values,
+        })
+    }
+
+    /// Layer `layer`'s removed players take `values` (see [`BaselineValues`]).
+    pub fn with_values(mut self, layer: usize, values: BaselineValues) -> Players {
+        self.values[layer] = Some(std::sync::Arc::new(values));
+        self
+    }
+
+    /// The removal values of layer `layer`, when they are not one constant per channel.
+    pub fn values(&self, layer: usize) -> Option<&BaselineValues> {
+        self.values.get(layer)?.as_deref()
+    }
+
+    /// Whether any layer has [`BaselineValues`].
+    pub fn has_values(&self) -> bool {
+        self.values.iter().any(Option::is_some)
+    }
+
+    /// `self` with the removal values of `from`, layer by layer (after a rebuild that kept the
+    /// layers and their order, such as folding batchnorms).
+    pub fn keep_values_of(mut self, from: &Players) -> Players {
+        if self.layers.len() == from.layers.len() {
+            self.values = from.values.clone();
+        }
+        self
     }
 
     pub fn layers(&self) -> &[PlayerLayer] {

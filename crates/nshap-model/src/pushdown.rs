@@ -82,9 +82,11 @@ pub fn push_down(graph: &Graph, players: &Players, flatten: Flatten) -> Players 
     let layers = players
         .layers()
         .iter()
-        .map(|layer| {
+        .enumerate()
+        .map(|(k, layer)| {
             let (mut node, mut baseline) = (layer.node, layer.baseline.clone());
-            loop {
+            // Values beyond one constant per channel stay at their node.
+            while players.values(k).is_none() {
                 let consumers = graph.consumers(node);
                 let [next] = consumers[..] else { break };
                 let n = &graph.nodes[next];
@@ -113,5 +115,7 @@ pub fn push_down(graph: &Graph, players: &Players, flatten: Flatten) -> Players 
         .collect();
     // Two layers can only meet if one was downstream of the other through channel-wise ops,
     // which the loop refuses (it stops before another player node).
-    Players::new(layers).unwrap_or_else(|_| players.clone())
+    Players::new(layers)
+        .map(|p| p.keep_values_of(players))
+        .unwrap_or_else(|_| players.clone())
 }
