@@ -190,10 +190,12 @@ def encode_eval_set(tokenizer, prompts, answers, distractors=None, corrupted=Non
 
     if multi:
         w, kind, text, k = multi[0]
-        warnings.warn(f"{len(multi)} answers/distractors encode to more than one token; the first token is "
+        k_all = len(multi)
+        warnings.warn(f"{k_all} answer{'s' if k_all != 1 else ''}/distractor{'s' if k_all != 1 else ''} "
+                      f"encode{'' if k_all != 1 else 's'} to more than one token; the first token is "
                       f"used (e.g. {w}: the {kind} {text!r} is {k} tokens)", stacklevel=2)
     if merged:
-        warnings.warn(f"{merged} answers/distractors merge with the last token of their prompt; their own "
+        warnings.warn(f"{merged} answer(s)/distractor(s) merge with the last token of their prompt; their own "
                       "tokenization is used instead", stacklevel=2)
     if add_special_tokens:
         plain = tok.encode(prompts[0], add_special_tokens=False).ids

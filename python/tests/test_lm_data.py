@@ -19,6 +19,7 @@ from nshap_export.lm_data import (  # noqa: E402
     IOI_TEMPLATES,
     encode_eval_set,
     ioi_prompts,
+    main,
     save_eval_set,
     single_token_names,
 )
@@ -213,17 +214,32 @@ def test_save_roundtrip(tmp_path, tok_path):
         save_eval_set({**arr, "positions": arr["positions"][:3]}, tmp_path / "x.safetensors")
 
 
-def cli(*args):
+def subprocess_cli(*args):
     env = dict(os.environ)
     env["PYTHONPATH"] = PY_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "nshap_export.lm_data", *args], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
-def test_cli_ioi(tmp_path, tok_path):
+@pytest.fixture
+def cli(capsys):
+    """main() in this process (an exception escaping it fails the test: no traceback for users)."""
+
+    def run(*args):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse
+            code = e.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+def test_cli_ioi(tmp_path, tok_path, cli):
     out = tmp_path / "eval.safetensors"
     names = ",".join(NAMES + ["Mary-Ann", "Zelda"])
-    r = cli("--tokenizer", tok_path, "--ioi", "--names", names, "--n", "16", "--seed", "4", "--out", str(out))
+    r = subprocess_cli("--tokenizer", tok_path, "--ioi", "--names", names, "--n", "16", "--seed", "4", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "dropped 2 name(s) that are not one token: Mary-Ann, Zelda" in r.stderr
     assert f"wrote {out}: 16 examples" in r.stdout
@@ -237,7 +253,7 @@ def test_cli_ioi(tmp_path, tok_path):
     assert "Traceback" not in r.stderr and not out2.exists()
 
 
-def test_cli_jsonl(tmp_path, tok_path):
+def test_cli_jsonl(tmp_path, tok_path, cli):
     good = tmp_path / "good.jsonl"
     rows = [{"prompt": "When Mary and John went to the store, John gave a drink to", "answer": " Mary",
              "distractor": " John", "corrupted": "When Alice and Bob went to the store, Bob gave a drink to"},
@@ -252,9 +268,13 @@ def test_cli_jsonl(tmp_path, tok_path):
     assert back["positions"].tolist() == [13, 4]
     # answer and prompt only
     plain = tmp_path / "plain.jsonl"
-    plain.write_text(json.dumps({"prompt": "The cat sat on the", "answer": " mat"}) + "\n")
+    plain.write_text(json.dumps({"prompt": "The cat sat on the", "answer": " mat"}) + "\n"
+                     + json.dumps({"prompt": "The cat sat on the", "answer": " mat ."}) + "\n")
     r = cli("--tokenizer", tok_path, "--prompts", str(plain), "--out", str(out))
     assert r.returncode == 0, r.stderr
+    assert "example 0: 'The cat sat on the' -> 'Ġmat'" in r.stdout
+    assert ("nshap-lm-data: warning: 1 answer/distractor encodes to more than one token; the first token is "
+            "used (e.g. line 2: the answer ' mat .' is 2 tokens)") in r.stderr
     assert set(load_file(str(out))) == {"tokens", "positions", "labels"}
 
     # two bad examples: both named by line, exit 2, no traceback, nothing written
@@ -265,7 +285,7 @@ def test_cli_jsonl(tmp_path, tok_path):
         json.dumps({**rows[0], "distractor": " Mary"}),
     ]) + "\n")
     out3 = tmp_path / "bad.safetensors"
-    r = cli("--tokenizer", tok_path, "--prompts", str(bad), "--out", str(out3))
+    r = subprocess_cli("--tokenizer", tok_path, "--prompts", str(bad), "--out", str(out3))
     assert r.returncode == 2, r.stderr
     assert "2 problems in the eval set" in r.stderr
     assert "line 2: the corrupted prompt has 4 tokens, the clean prompt 5" in r.stderr
@@ -283,7 +303,7 @@ def test_cli_jsonl(tmp_path, tok_path):
         assert s in r.stderr, r.stderr
 
 
-def test_cli_bad_tokenizer_and_args(tmp_path):
+def test_cli_bad_tokenizer_and_args(tmp_path, cli):
     out = tmp_path / "o.safetensors"
     r = cli("--tokenizer", str(tmp_path / "missing.json"), "--ioi", "--out", str(out))
     assert r.returncode == 2 and "no such tokenizer file" in r.stderr and "Traceback" not in r.stderr
@@ -296,3 +316,13 @@ def test_cli_bad_tokenizer_and_args(tmp_path):
     r = cli("--tokenizer", str(junk), "--prompts", "p.jsonl", "--names", "A,B", "--out", str(out))
     assert r.returncode == 2 and "--names and --template go with --ioi" in r.stderr
     assert not out.exists()
+
+
+def test_answer_merging_with_prompt_warns(tok_path):
+    # "mat" without its space joins the prompt's last word ("Ġthemat"): its own tokens are used
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        arr = encode_eval_set(tok_path, ["The cat sat on the"], ["mat"])
+    assert [str(x.message) for x in w] == [
+        "1 answer(s)/distractor(s) merge with the last token of their prompt; their own tokenization is used instead"]
+    assert arr["labels"].tolist() == [Tokenizer.from_file(tok_path).encode("mat").ids[0]]

@@ -193,9 +193,10 @@ impl Activation {
         match self {
             Activation::Relu => x.max(0.0),
             Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            // 0.5 x (1 + tanh u) = x sigmoid(2u): one exp instead of a (much slower) tanh.
             Activation::GeluTanh => {
-                let inner = GELU_TANH_C * (x + 0.044715 * x * x * x);
-                0.5 * x * (1.0 + inner.tanh())
+                let u = GELU_TANH_C * (x + 0.044715 * x * x * x);
+                x / (1.0 + (-2.0 * u).exp())
             }
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),

@@ -1,6 +1,7 @@
 //! Elementwise ops: per-channel affine (unfolded batchnorm), per-channel scale and PReLU,
 //! activations, residual add and the (broadcasting) elementwise product.
 
+use super::fastmath;
 use super::{row, row_mut};
 use nshap_model::{Activation, Shape};
 
@@ -23,6 +24,8 @@ pub fn affine(scale: &[f32], shift: &[f32], spatial: usize, input: &[f32], out: 
 pub fn activation_in_place(act: Activation, values: &mut [f32]) {
     match act {
         Activation::Relu => values.iter_mut().for_each(|x| *x = x.max(0.0)),
+        Activation::GeluTanh => values.iter_mut().for_each(|x| *x = fastmath::gelu_tanh(*x)),
+        Activation::Silu => values.iter_mut().for_each(|x| *x = fastmath::silu(*x)),
         _ => values.iter_mut().for_each(|x| *x = act.apply(*x)),
     }
 }
@@ -33,6 +36,14 @@ pub fn activation(act: Activation, input: &[f32], out: &mut [f32]) {
             .iter_mut()
             .zip(input)
             .for_each(|(o, &x)| *o = x.max(0.0)),
+        Activation::GeluTanh => out
+            .iter_mut()
+            .zip(input)
+            .for_each(|(o, &x)| *o = fastmath::gelu_tanh(x)),
+        Activation::Silu => out
+            .iter_mut()
+            .zip(input)
+            .for_each(|(o, &x)| *o = fastmath::silu(x)),
         _ => out
             .iter_mut()
             .zip(input)

@@ -11,6 +11,7 @@
 pub mod channels;
 pub mod conv;
 pub mod elementwise;
+pub mod fastmath;
 pub mod linear;
 pub mod norm;
 pub mod pool;

@@ -155,7 +155,7 @@ fn head_forward(q: &[f32], k: &[f32], v: &[f32], dh: usize, t_len: usize) -> (Ve
         let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for ps in p.iter_mut() {
-            *ps = (*ps - max).exp();
+            *ps = super::fastmath::exp(*ps - max);
             sum += *ps;
         }
         let o = &mut out[t * dh..(t + 1) * dh];
