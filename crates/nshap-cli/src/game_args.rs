@@ -21,10 +21,12 @@ pub struct GameArgs {
     /// Their channels/features are the players.
     #[arg(long, value_delimiter = ',', value_name = "NODE|PATTERN[,...]")]
     pub players: Vec<String>,
-    /// What a removed player outputs: zero, mean or reference. Default: zero (or the run's).
+    /// What a removed player outputs: zero, mean or reference; for language models also
+    /// mean_position and resample. Default: zero (or the run's).
     #[arg(long)]
     pub baseline: Option<String>,
-    /// Metric: accuracy, neg_loss, class_accuracy:<c>. Default: accuracy (or the run's).
+    /// Metric: accuracy, neg_loss, class_accuracy:<c>; for language models logit_diff,
+    /// next_token_loss, next_token_accuracy. Default: accuracy (or the run's).
     #[arg(long)]
     pub metric: Option<String>,
     /// auto, cpu or gpu. Default: auto (or the run's).

@@ -160,7 +160,9 @@ fn print_cpu_plan(g: &Graph, data: Option<EvalSet>, items: &[String]) -> Result<
             println!("  {line}");
         }
     }
-    if !gpu.is_empty() {
+    if g.tokens().is_some() {
+        println!("\nGPU backend: no kernels for language models yet (they run on the CPU)");
+    } else if !gpu.is_empty() {
         println!("\nGPU backend, fast paths (before the device's memory limit on tables):");
         for line in gpu {
             println!("  {line}");
