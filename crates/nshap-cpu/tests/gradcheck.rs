@@ -591,6 +591,7 @@ fn attention_backward() {
             kv_heads,
             d_head: dh,
             rope_theta,
+            rope_scaling: None,
         };
         single_op(seq((heads + 2 * kv_heads) * dh), 60 + k as u64, what, |b| {
             b.push_shaped(
@@ -616,6 +617,13 @@ fn attention_backward() {
             kv_heads: 1,
             d_head: dh,
             rope_theta: Some(100.0),
+            // Llama 3's scaling, with a wavelength band that covers these four frequencies.
+            rope_scaling: Some(nshap_model::RopeScaling {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 64.0,
+            }),
         };
         b.push_shaped(
             Op::Attention(attention),

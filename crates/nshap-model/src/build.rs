@@ -112,7 +112,10 @@ pub const OPS: &[(&str, &[&str])] = &[
     ("slice", &["start", "end"]),
     ("channel_shuffle", &["groups"]),
     ("embedding", &["weight", "position_weight"]),
-    ("attention", &["heads", "kv_heads", "rope_theta"]),
+    (
+        "attention",
+        &["heads", "kv_heads", "rope_theta", "rope_scaling"],
+    ),
     ("merge_heads", &[]),
     ("select_position", &[]),
 ];

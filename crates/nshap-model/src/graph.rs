@@ -287,6 +287,45 @@ pub struct Attention {
     pub d_head: usize,
     /// Rotary position embedding's base (`rope_theta`), applied to queries and keys.
     pub rope_theta: Option<f32>,
+    /// Llama 3's frequency-dependent scaling of the rotary embedding (`rope_type: "llama3"`).
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// Llama 3's rotary scaling: frequencies whose wavelength exceeds
+/// `original_max_position_embeddings / low_freq_factor` are divided by `factor`, those below
+/// `... / high_freq_factor` kept, and the ones between interpolated smoothly.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+impl Attention {
+    /// The rotary inverse frequency of pair `i` (of `d_head / 2`): `theta^(-2i / d_head)`, with
+    /// Llama 3's scaling applied when set (as Hugging Face's `_compute_llama3_parameters`).
+    pub fn inv_freq(&self, i: usize) -> f32 {
+        let theta = f64::from(self.rope_theta.unwrap_or(10_000.0));
+        let f = 1.0 / theta.powf((2 * i) as f64 / self.d_head as f64);
+        let Some(s) = self.rope_scaling else {
+            return f as f32;
+        };
+        let wavelen = 2.0 * std::f64::consts::PI / f;
+        let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+        let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+        let scaled = if wavelen < high_wavelen {
+            f
+        } else if wavelen > low_wavelen {
+            f / s.factor
+        } else {
+            let smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor)
+                / (s.high_freq_factor - s.low_freq_factor);
+            (1.0 - smooth) * f / s.factor + smooth * f
+        };
+        scaled as f32
+    }
 }
 
 /// What a node computes.

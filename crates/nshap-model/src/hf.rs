@@ -9,6 +9,7 @@
 //! MLP; Qwen2's q/k/v biases and SmolLM's tied head are read where the file has them).
 
 use crate::error::ModelError;
+use crate::graph::RopeScaling;
 use crate::spec::{ModelSpec, NodeSpec, FORMAT_V1};
 use crate::tensors::TensorFile;
 use serde_json::Value;
@@ -317,10 +318,11 @@ fn gpt2_spec(
     })
 }
 
-/// The rotary embedding's base: `rope_theta`, at the top level (transformers 4) or in
-/// `rope_parameters` (transformers 5). Scaled variants (`llama3`, `yarn`, `linear`, ...) are
-/// refused rather than computed wrongly.
-fn rope_theta(folder: &HfFolder) -> Result<f64, ModelError> {
+/// The rotary embedding: `rope_theta` and, for Llama 3, its scaling, at the top level
+/// (transformers 4: `rope_theta`, `rope_scaling`) or in `rope_parameters` (transformers 5).
+/// Other scaled variants (`yarn`, `linear`, `dynamic`, `longrope`) are refused rather than
+/// computed wrongly.
+fn rope(folder: &HfFolder) -> Result<(f64, Option<RopeScaling>), ModelError> {
     let refuse = |message: String| ModelError::Spec {
         path: folder.path(),
         message,
@@ -330,16 +332,33 @@ fn rope_theta(folder: &HfFolder) -> Result<f64, ModelError> {
         .get("rope_parameters")
         .filter(|v| !v.is_null());
     let scaling = folder.config.get("rope_scaling").filter(|v| !v.is_null());
+    let mut scaled = None;
     for p in [params, scaling].into_iter().flatten() {
         let kind = p
             .get("rope_type")
             .or_else(|| p.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        if kind != "default" {
-            return Err(refuse(format!(
-                "rotary embedding type {kind:?} is not supported yet (only the unscaled \"default\")"
-            )));
+        match kind {
+            "default" => {}
+            "llama3" => {
+                let field = |k: &str| {
+                    p.get(k).and_then(Value::as_f64).ok_or_else(|| {
+                        refuse(format!("rope scaling \"llama3\": missing number {k:?}"))
+                    })
+                };
+                scaled = Some(RopeScaling {
+                    factor: field("factor")?,
+                    low_freq_factor: field("low_freq_factor")?,
+                    high_freq_factor: field("high_freq_factor")?,
+                    original_max_position_embeddings: field("original_max_position_embeddings")?,
+                });
+            }
+            other => {
+                return Err(refuse(format!(
+                    "rotary embedding type {other:?} is not supported yet (\"default\" and \"llama3\" are)"
+                )))
+            }
         }
     }
     let theta = params
@@ -347,7 +366,7 @@ fn rope_theta(folder: &HfFolder) -> Result<f64, ModelError> {
         .or_else(|| folder.config.get("rope_theta"))
         .and_then(Value::as_f64)
         .unwrap_or(10_000.0);
-    Ok(theta)
+    Ok((theta, scaled))
 }
 
 /// LlamaForCausalLM. Per layer `model.layers.{i}`: `input_layernorm`, `self_attn.q_proj`,
@@ -369,7 +388,7 @@ fn llama_spec(
     };
     let eps = folder.f64_or("rms_norm_eps", 1e-6);
     let act = activation(folder, folder.str_or("hidden_act", "silu"))?;
-    let theta = rope_theta(folder)?;
+    let (theta, rope_scaling) = rope(folder)?;
     let refuse = |message: String| ModelError::Spec {
         path: folder.path(),
         message,
@@ -434,6 +453,7 @@ fn llama_spec(
             heads: Some(heads),
             kv_heads: Some(kv_heads),
             rope_theta: Some(theta),
+            rope_scaling,
             ..node(format!("{a}.heads"), "attention")
         });
         nodes.push(node(format!("{a}.merge"), "merge_heads"));

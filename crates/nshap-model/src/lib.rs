@@ -19,7 +19,7 @@ pub use data::EvalSet;
 pub use error::ModelError;
 pub use graph::{
     Activation, Attention, BatchNorm, Conv2d, Embedding, Graph, LayerNorm, Linear, Node, Op,
-    Pool2d, RmsNorm, Source,
+    Pool2d, RmsNorm, RopeScaling, Source,
 };
 pub use metric::{CustomMetric, Metric};
 pub use players::{Baseline, BaselineValues, PlayerLayer, Players};

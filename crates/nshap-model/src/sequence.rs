@@ -147,12 +147,34 @@ pub(crate) fn attention(
             )))
         }
     };
+    let rope_scaling = match (ns.rope_scaling, rope_theta) {
+        (None, _) => None,
+        (Some(_), None) => return Err(ctx.err("\"rope_scaling\" needs \"rope_theta\"")),
+        (Some(s), Some(_)) => {
+            let ok = [
+                s.factor,
+                s.low_freq_factor,
+                s.high_freq_factor,
+                s.original_max_position_embeddings,
+            ]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+                && s.high_freq_factor > s.low_freq_factor;
+            if !ok {
+                return Err(ctx.err(format!(
+                    "field \"rope_scaling\": every value must be positive and high_freq_factor above low_freq_factor, found {s:?}"
+                )));
+            }
+            Some(s)
+        }
+    };
     Ok((
         Op::Attention(Attention {
             heads,
             kv_heads,
             d_head,
             rope_theta,
+            rope_scaling,
         }),
         Shape::Image {
             c: heads,

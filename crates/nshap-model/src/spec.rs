@@ -113,6 +113,9 @@ pub struct NodeSpec {
     /// `attention`: rotary position embedding base; no rotary embedding when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
+    /// `attention`: Llama 3's scaling of the rotary embedding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<crate::graph::RopeScaling>,
     /// `conv2d` with a 2-D weight: the weight is stored `[in, out]` (GPT-2's `Conv1D`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transposed: Option<bool>,
@@ -152,6 +155,7 @@ impl NodeSpec {
         note(self.heads.is_some(), "heads");
         note(self.kv_heads.is_some(), "kv_heads");
         note(self.rope_theta.is_some(), "rope_theta");
+        note(self.rope_scaling.is_some(), "rope_scaling");
         note(self.transposed.is_some(), "transposed");
         out
     }

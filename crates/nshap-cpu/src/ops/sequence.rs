@@ -120,18 +120,13 @@ fn gather_head(src: (&[f32], usize), head: usize, dh: usize, t_len: usize) -> Ve
     out
 }
 
-/// The rotation angle of pair `i` at position `t`: `t / theta^(2i / d_head)`, as Hugging Face
-/// computes its inverse frequencies.
-fn rope_angle(t: usize, i: usize, dh: usize, theta: f32) -> f32 {
-    t as f32 * (1.0 / theta.powf((2 * i) as f32 / dh as f32))
-}
-
-/// Rotary position embedding (Hugging Face's `rotate_half` convention) of `[T, d_head]` vectors.
-fn rope(x: &mut [f32], dh: usize, theta: f32) {
+/// Rotary position embedding (Hugging Face's `rotate_half` convention) of `[T, d_head]` vectors;
+/// `inv_freq[i]` is pair `i`'s frequency ([`Attention::inv_freq`]).
+fn rope(x: &mut [f32], dh: usize, inv_freq: &[f32]) {
     let half = dh / 2;
     for (t, v) in x.chunks_exact_mut(dh).enumerate() {
-        for i in 0..half {
-            let (sin, cos) = rope_angle(t, i, dh, theta).sin_cos();
+        for (i, &f) in inv_freq.iter().enumerate() {
+            let (sin, cos) = (t as f32 * f).sin_cos();
             let (a, b) = (v[i], v[i + half]);
             v[i] = a * cos - b * sin;
             v[i + half] = b * cos + a * sin;
@@ -187,10 +182,11 @@ fn heads_of(a: &Attention, src: &Qkv<'_>, t_len: usize) -> Heads {
     let v = (0..a.kv_heads)
         .map(|g| gather_head(src.v, g, dh, t_len))
         .collect();
-    if let Some(theta) = a.rope_theta {
+    if a.rope_theta.is_some() {
+        let inv_freq: Vec<f32> = (0..dh / 2).map(|i| a.inv_freq(i)).collect();
         q.iter_mut()
             .chain(k.iter_mut())
-            .for_each(|x| rope(x, dh, theta));
+            .for_each(|x| rope(x, dh, &inv_freq));
     }
     Heads { q, k, v }
 }
@@ -215,11 +211,11 @@ pub fn attention(a: &Attention, inputs: &[&[f32]], t_len: usize, rows: usize, ou
 }
 
 /// Undo [`rope`] on a gradient: the rotation's transpose.
-fn rope_backward(g: &mut [f32], dh: usize, theta: f32) {
+fn rope_backward(g: &mut [f32], dh: usize, inv_freq: &[f32]) {
     let half = dh / 2;
     for (t, v) in g.chunks_exact_mut(dh).enumerate() {
-        for i in 0..half {
-            let (sin, cos) = rope_angle(t, i, dh, theta).sin_cos();
+        for (i, &f) in inv_freq.iter().enumerate() {
+            let (sin, cos) = (t as f32 * f).sin_cos();
             let (a, b) = (v[i], v[i + half]);
             v[i] = a * cos + b * sin;
             v[i + half] = b * cos - a * sin;
@@ -280,10 +276,11 @@ pub fn attention_backward(
                 }
             }
         }
-        if let Some(theta) = a.rope_theta {
+        if a.rope_theta.is_some() {
+            let inv_freq: Vec<f32> = (0..dh / 2).map(|i| a.inv_freq(i)).collect();
             gq.iter_mut()
                 .chain(gk.iter_mut())
-                .for_each(|x| rope_backward(x, dh, theta));
+                .for_each(|x| rope_backward(x, dh, &inv_freq));
         }
         // Scatter the per-head gradients into the input layout.
         let parts: [(&[Vec<f32>], usize, usize); 3] = match inputs.len() {
