@@ -1,5 +1,5 @@
-//! Tiny random GPT-2, Llama (grouped-query attention: 4 query heads per KV head) and Qwen2
-//! (q/k/v biases, a tied head) read straight from their Hugging Face folders (`--hf DIR`),
+//! Tiny random GPT-2, Llama (grouped-query attention: 4 query heads per KV head), Llama 3
+//! (rotary scaling) and Qwen2 (q/k/v biases, a tied head) read straight from their Hugging Face folders (`--hf DIR`),
 //! against Hugging Face itself (`tests/fixtures/make_gpt2.py`, `make_llama.py`, float64):
 //! logits of the full model, of head coalitions (a removed head's slice of the attention output
 //! zeroed before the output projection) and of MLP-neuron coalitions, and exact Shapley values
@@ -65,6 +65,12 @@ const LLAMA: Fixture = Fixture {
 
 const QWEN2: Fixture = Fixture {
     dir: "qwen2-tiny",
+    ..LLAMA
+};
+
+/// Llama 3's rotary scaling (one frequency kept, one interpolated, two divided), 12 positions.
+const LLAMA3: Fixture = Fixture {
+    dir: "llama3-tiny",
     ..LLAMA
 };
 
@@ -187,6 +193,12 @@ fn llama_grouped_query_head_coalitions_match_hugging_face() {
 #[test]
 fn llama_swiglu_neuron_coalitions_match_hugging_face() {
     mlp_coalitions_match(&LLAMA);
+}
+
+#[test]
+fn llama3_rotary_scaling_matches_hugging_face() {
+    head_coalitions_match(&LLAMA3);
+    mlp_coalitions_match(&LLAMA3);
 }
 
 #[test]
