@@ -38,6 +38,9 @@ struct Reference {
     logit_diff_empty: f64,
     #[serde(default)]
     logit_diff_shapley: Vec<f64>,
+    /// GPT-2 only: the exact pairwise Shapley interaction index, `[i, j, value]`.
+    #[serde(default)]
+    logit_diff_sii: Vec<(usize, usize, f64)>,
 }
 
 /// A model folder under `tests/fixtures`, how `--arch` reads it, and its player nodes.
@@ -225,6 +228,21 @@ fn exact_shapley_of_heads_on_logit_diff_matches_an_enumeration_in_pytorch() {
     let total: f64 = shapley.iter().sum();
     let want = reference.logit_diff_full - reference.logit_diff_empty;
     assert!((total - want).abs() < 1e-6, "efficiency: {total} vs {want}");
+    // The pairwise Shapley interaction index from the same enumeration (what
+    // `nshap interactions` reports), against PyTorch's.
+    let pairs = table.sii(2, None);
+    assert_eq!(pairs.len(), 66);
+    assert_eq!(reference.logit_diff_sii.len(), 66);
+    let mut worst = 0.0f64;
+    for &(i, j, want) in &reference.logit_diff_sii {
+        let ours = pairs
+            .iter()
+            .find(|p| p.players == [i, j])
+            .unwrap_or_else(|| panic!("pair {i}, {j} missing"));
+        worst = worst.max((ours.value - want).abs());
+    }
+    println!("max |SII ours - PyTorch| over the 66 pairs: {worst:e}");
+    assert!(worst < 4e-6, "SII differs by {worst:e}");
 }
 
 #[derive(Deserialize)]

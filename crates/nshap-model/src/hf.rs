@@ -198,6 +198,40 @@ fn node(name: impl Into<String>, op: &str) -> NodeSpec {
     NodeSpec::new(name, op)
 }
 
+/// A language model's spec from its blocks: the read position of the last residual, the final
+/// norm, and the LM head (`lm_head.weight`, or the token embedding `tied` when the file has no
+/// head of its own).
+fn lm_spec(
+    mut nodes: Vec<NodeSpec>,
+    residual: String,
+    final_norm: NodeSpec,
+    tensors: &TensorFile,
+    tied: &str,
+    tokens: usize,
+) -> ModelSpec {
+    nodes.push(NodeSpec {
+        inputs: Some(vec![residual, "input".into()]),
+        ..node("select_position", "select_position")
+    });
+    nodes.push(final_norm);
+    let head = if tensors.contains("lm_head.weight") {
+        "lm_head.weight"
+    } else {
+        tied
+    };
+    nodes.push(NodeSpec {
+        weight: Some(head.into()),
+        ..node("lm_head", "linear")
+    });
+    ModelSpec {
+        format: FORMAT_V1.into(),
+        input: Vec::new(),
+        tokens: Some(tokens),
+        preprocess: None,
+        nodes,
+    }
+}
+
 /// GPT2LMHeadModel. Per block `transformer.h.{i}`: `ln_1`, `attn.c_attn` (fused q, k, v),
 /// `attn.heads` (the attention; its channels are the heads), `attn.merge`, `attn.c_proj`,
 /// `add_1` (residual), `ln_2`, `mlp.c_fc`, `mlp.act` (the MLP neurons), `mlp.c_proj`, `add_2`;
@@ -291,31 +325,19 @@ fn gpt2_spec(
         });
         residual = format!("{b}.add_2");
     }
-    nodes.push(NodeSpec {
-        inputs: Some(vec![residual, "input".into()]),
-        ..node("select_position", "select_position")
-    });
-    nodes.push(NodeSpec {
+    let final_norm = NodeSpec {
         prefix: Some(format!("{p}ln_f")),
         eps: Some(eps),
         ..node(format!("{p}ln_f"), "layernorm")
-    });
-    let head = if tensors.contains("lm_head.weight") {
-        "lm_head.weight".to_string()
-    } else {
-        format!("{p}wte.weight")
     };
-    nodes.push(NodeSpec {
-        weight: Some(head),
-        ..node("lm_head", "linear")
-    });
-    Ok(ModelSpec {
-        format: FORMAT_V1.into(),
-        input: Vec::new(),
-        tokens: Some(tokens),
-        preprocess: None,
+    Ok(lm_spec(
         nodes,
-    })
+        residual,
+        final_norm,
+        tensors,
+        &format!("{p}wte.weight"),
+        tokens,
+    ))
 }
 
 /// The rotary embedding: `rope_theta` and, for Llama 3, its scaling, at the top level
@@ -479,25 +501,13 @@ fn llama_spec(
         });
         residual = format!("{b}.add_2");
     }
-    nodes.push(NodeSpec {
-        inputs: Some(vec![residual, "input".into()]),
-        ..node("select_position", "select_position")
-    });
-    nodes.push(norm("model.norm".into(), None));
-    let head = if tensors.contains("lm_head.weight") {
-        "lm_head.weight"
-    } else {
-        "model.embed_tokens.weight"
-    };
-    nodes.push(NodeSpec {
-        weight: Some(head.into()),
-        ..node("lm_head", "linear")
-    });
-    Ok(ModelSpec {
-        format: FORMAT_V1.into(),
-        input: Vec::new(),
-        tokens: Some(tokens),
-        preprocess: None,
+    let final_norm = norm("model.norm".into(), None);
+    Ok(lm_spec(
         nodes,
-    })
+        residual,
+        final_norm,
+        tensors,
+        "model.embed_tokens.weight",
+        tokens,
+    ))
 }

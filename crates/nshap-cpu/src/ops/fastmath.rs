@@ -9,10 +9,11 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const ROUND: f32 = 12_582_912.0;
 
 /// `e^x` within 2 ulp of the correctly rounded value on `[-87, 88]`; clamped outside (so
-/// `e^-inf` is `e^-87.3` ~ 1e-38, not 0: every caller adds it to 1 or more).
+/// `e^-inf` is `e^-87.3` ~ 1e-38, not 0, and `e^inf` is `e^88.3` ~ 2e38, not inf: every caller
+/// adds it to 1 or divides by it). Above 88.38 the exponent `n` would be 128, which is inf.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
+    let x = x.clamp(-87.3, 88.3);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
