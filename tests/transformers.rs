@@ -321,3 +321,51 @@ fn gpt2_mean_and_resample_ablations_of_heads_match_hugging_face() {
         assert!(moved > 0.1, "{}: same as zero ablation", baseline.name());
     }
 }
+
+/// A checkpoint split into shards with a `model.safetensors.index.json` (as `save_pretrained`
+/// writes large models) loads to the same logits as the single file.
+#[test]
+fn sharded_checkpoint_loads_like_the_single_file() {
+    use nshap::model::tensors::TensorFile;
+    let src = dir(&GPT2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).expect("config");
+    let whole = TensorFile::open(&src.join("model.safetensors")).expect("weights");
+    let names = whole.names();
+    let mut weight_map = serde_json::Map::new();
+    for (k, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let shard = format!("model-0000{}-of-00002.safetensors", k + 1);
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = part
+            .iter()
+            .map(|n| {
+                let (v, shape) = whole.f32(n, None).expect("tensor");
+                (n.clone(), shape, v)
+            })
+            .collect();
+        let refs: Vec<(&str, Vec<usize>, &[f32])> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.clone(), v.as_slice()))
+            .collect();
+        let bytes = nshap::model::tensors::serialize_f32(&refs).expect("serialize");
+        std::fs::write(tmp.path().join(&shard), bytes).expect("shard");
+        for n in part {
+            weight_map.insert(n.clone(), serde_json::Value::String(shard.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("index");
+    let (graph, data, _) = load(&GPT2);
+    let sharded = Arc::new(load_hf("gpt2", tmp.path(), 8).expect("sharded loads").graph);
+    let all = masks(&[&[true; 12], &[false; 12]]);
+    let a = evaluator(&graph, &data, &[GPT2.heads], Metric::LogitDiff)
+        .logits(Examples::All, &all)
+        .expect("logits");
+    let b = evaluator(&sharded, &data, &[GPT2.heads], Metric::LogitDiff)
+        .logits(Examples::All, &all)
+        .expect("logits");
+    assert_eq!(a, b);
+}

@@ -295,7 +295,9 @@ impl ModelArgs {
         }
         let mut digest = Sha256::new();
         digest.update(format!("hf:{arch}:{tokens}"));
-        digest_into(&mut digest, &[&dir.join("config.json"), &folder.weights()])?;
+        let mut files = vec![dir.join("config.json")];
+        files.extend(folder.weight_files());
+        digest_into(&mut digest, &files.iter().collect::<Vec<_>>())?;
         Ok(LoadedModel {
             graph: loaded.graph,
             spec: loaded.spec,

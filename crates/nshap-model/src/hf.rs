@@ -3,6 +3,8 @@
 //! (`transformer.h.3.attn.heads`, `transformer.h.3.mlp.act`), reading the tensors by their
 //! `state_dict` names, unchanged.
 //!
+//! Sharded checkpoints (`model.safetensors.index.json`) are merged in memory.
+//!
 //! Architectures: `gpt2` (`GPT2LMHeadModel`; `Conv1D` weights stored `[in, out]`, the fused
 //! `c_attn`, the LM head tied to the token embedding) and `llama` (`LlamaForCausalLM` and the
 //! models that share its layout: grouped-query attention, rotary embeddings, RMSNorm, a SwiGLU
@@ -17,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// The architectures `--arch` reads from a Hugging Face folder.
 pub const HF_ARCHS: &[&str] = &["gpt2", "llama"];
+
+/// The index of a sharded checkpoint.
+const INDEX: &str = "model.safetensors.index.json";
 
 /// `model_type`s read as `llama` (the same module layout and names).
 const LLAMA_LIKE: &[&str] = &["llama", "qwen2", "mistral"];
@@ -48,14 +53,8 @@ impl HfFolder {
             path: config_path.clone(),
             message: format!("invalid JSON: {e}"),
         })?;
-        if dir.join("model.safetensors.index.json").is_file()
-            && !dir.join("model.safetensors").is_file()
-        {
-            return Err(file(
-                "sharded checkpoints (model.safetensors.index.json) are not read yet: save the model unsharded (save_pretrained(dir, max_shard_size=\"100GB\"))".into(),
-            ));
-        }
-        if !dir.join("model.safetensors").is_file() {
+        let sharded = dir.join(INDEX).is_file();
+        if !sharded && !dir.join("model.safetensors").is_file() {
             let pickle = dir.join("pytorch_model.bin").is_file();
             return Err(file(format!(
                 "no model.safetensors in the folder{}",
@@ -72,8 +71,89 @@ impl HfFolder {
         })
     }
 
+    /// The weights file: `model.safetensors`, or the shards' index when the checkpoint is
+    /// sharded (see [`HfFolder::tensors`]).
     pub fn weights(&self) -> PathBuf {
-        self.dir.join("model.safetensors")
+        let single = self.dir.join("model.safetensors");
+        if single.is_file() {
+            single
+        } else {
+            self.dir.join(INDEX)
+        }
+    }
+
+    /// Every file the weights are read from (the single file, or the index and its shards, in
+    /// name order), for digests.
+    pub fn weight_files(&self) -> Vec<PathBuf> {
+        let weights = self.weights();
+        if !weights.ends_with(INDEX) {
+            return vec![weights];
+        }
+        let shards: std::collections::BTreeSet<String> = std::fs::read_to_string(&weights)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| {
+                let map = v.get("weight_map")?.as_object()?.clone();
+                Some(
+                    map.values()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        std::iter::once(weights)
+            .chain(shards.into_iter().map(|s| self.dir.join(s)))
+            .collect()
+    }
+
+    /// The checkpoint's tensors: `model.safetensors`, or every shard named by
+    /// `model.safetensors.index.json` merged into one file in memory (each tensor from the shard
+    /// the index names for it).
+    pub fn tensors(&self) -> Result<TensorFile, ModelError> {
+        let single = self.dir.join("model.safetensors");
+        if single.is_file() {
+            return TensorFile::open(&single);
+        }
+        let index_path = self.dir.join(INDEX);
+        let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io {
+            path: index_path.clone(),
+            source,
+        })?;
+        let bad = |message: String| ModelError::Spec {
+            path: index_path.clone(),
+            message,
+        };
+        let index: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let map = index
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("no \"weight_map\" object".into()))?;
+        let mut by_shard: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (name, shard) in map {
+            let shard = shard
+                .as_str()
+                .ok_or_else(|| bad(format!("tensor {name:?}: the shard is not a file name")))?;
+            by_shard.entry(shard).or_default().push(name);
+        }
+        let mut tensors = Vec::new();
+        for (shard, names) in by_shard {
+            let file = TensorFile::open(&self.dir.join(shard))?;
+            for name in names {
+                let (dtype, shape, bytes) = file.raw(name)?;
+                tensors.push((name.to_string(), dtype, shape, bytes));
+            }
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| bad(format!("tensor {name:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = safetensors::serialize(views, None).map_err(|e| bad(e.to_string()))?;
+        TensorFile::from_bytes(&index_path, &merged)
     }
 
     fn path(&self) -> PathBuf {

@@ -139,7 +139,7 @@ pub fn load_arch_with(
 /// [`crate::hf`]), for eval sets of `tokens` positions per example.
 pub fn load_hf(arch: &str, dir: &Path, tokens: usize) -> Result<Loaded, ModelError> {
     let folder = crate::hf::HfFolder::open(dir)?;
-    let tensors = TensorFile::open(&folder.weights())?;
+    let tensors = folder.tensors()?;
     let spec = crate::hf::hf_spec(arch, &folder, &tensors, tokens)?;
     let graph = build_graph(&spec, &tensors)?;
     let warnings = weight_warnings(&spec, &tensors);

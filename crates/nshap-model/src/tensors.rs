@@ -90,6 +90,26 @@ impl TensorFile {
         Ok(tf)
     }
 
+    /// A file made in memory from safetensors `bytes` (merged checkpoint shards); `path` names it
+    /// in messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<TensorFile, ModelError> {
+        let io = |source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(io)?;
+        anon[..bytes.len()].copy_from_slice(bytes);
+        let map = anon.make_read_only().map_err(io)?;
+        let tf = TensorFile {
+            path: path.to_owned(),
+            map,
+            prefix: None,
+            read: Mutex::new(BTreeSet::new()),
+        };
+        tf.view()?;
+        Ok(tf)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
