@@ -369,3 +369,47 @@ fn sharded_checkpoint_loads_like_the_single_file() {
         .expect("logits");
     assert_eq!(a, b);
 }
+
+/// The GPU backend has no language-model kernels yet: it refuses such jobs as `Unsupported`,
+/// naming the nodes (and `logit_diff`, which its metric kernel does not compute), never with a
+/// wrong answer; `auto` gives the CPU's logits.
+#[test]
+fn the_gpu_refuses_language_models_by_name() {
+    let (graph, data, reference) = load(&GPT2);
+    let job = |metric: Metric| EvalJob {
+        graph: graph.clone(),
+        players: resolve_players(&graph, &data, &[GPT2.heads.to_string()], Baseline::Zero)
+            .expect("players"),
+        data: data.clone(),
+        metric,
+    };
+    match make_backend(BackendChoice::Gpu) {
+        Ok(gpu) => {
+            for (metric, needle) in [
+                (Metric::LogitDiff, "logit_diff"),
+                (Metric::Accuracy, "transformer.h.0.attn.heads (attention)"),
+            ] {
+                let err = gpu.prepare(job(metric)).err().expect("refused");
+                assert!(
+                    matches!(err, nshap::model::BackendError::Unsupported { .. }),
+                    "{err}"
+                );
+                assert!(err.to_string().contains(needle), "{err}");
+            }
+        }
+        Err(e) => {
+            if std::env::var("NSHAP_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("NSHAP_REQUIRE_GPU=1 but no GPU backend: {e:#}");
+            }
+            eprintln!("SKIPPED the GPU half (no GPU adapter: {e:#})");
+        }
+    }
+    let mut auto = make_backend(BackendChoice::Auto)
+        .expect("auto")
+        .prepare(job(Metric::LogitDiff))
+        .expect("auto runs it");
+    let full = auto
+        .logits(Examples::All, &masks(&[&[true; 12]]))
+        .expect("logits");
+    assert!(relative_error(&full, &reference.logits) < 1e-4);
+}

@@ -170,7 +170,6 @@ fn language_model_mistakes_get_one_clear_line() {
     let data = dir.join("eval.safetensors").to_string_lossy().into_owned();
     let o = nshap(&args(&d, &data, &out, &["--baseline", "resample"]));
     assert_one_line_error(&o, &["corrupted"]);
-    // logit_diff on the GPU: refused, not silently computed as accuracy.
     // A folder that is not a model.
     let assets = repo().join("assets").to_string_lossy().into_owned();
     let o = nshap(&args(&assets, &data, &out, &[]));
