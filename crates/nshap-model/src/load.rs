@@ -173,15 +173,9 @@ const POSITIONS: &str = "positions";
 const DISTRACTORS: &str = "distractors";
 const CORRUPTED: &str = "corrupted";
 
-/// Integer values of a tensor (I64, I32 or U8), each checked to be non-negative and below 2^31.
-fn int_tensor(file: &TensorFile, name: &str) -> Result<(Vec<usize>, Vec<u32>), ModelError> {
-    let (dtype, shape, bytes) = file.raw(name)?;
-    let err = |message: String| ModelError::Tensor {
-        path: file.path().to_owned(),
-        tensor: name.to_owned(),
-        message,
-    };
-    let values: Vec<i64> = match dtype {
+/// Little-endian integer bytes of an I64, I32 or U8 tensor as i64; `None` for other dtypes.
+fn int_values(dtype: Dtype, bytes: &[u8]) -> Option<Vec<i64>> {
+    Some(match dtype {
         Dtype::I64 => bytes
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
@@ -191,12 +185,23 @@ fn int_tensor(file: &TensorFile, name: &str) -> Result<(Vec<usize>, Vec<u32>), M
             .map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64)
             .collect(),
         Dtype::U8 => bytes.iter().map(|&b| b as i64).collect(),
-        other => {
-            return Err(err(format!(
-                "unsupported dtype {other:?}: expected I64, I32 or U8"
-            )))
-        }
+        _ => return None,
+    })
+}
+
+/// Integer values of a tensor (I64, I32 or U8), each checked to be non-negative and below 2^31.
+fn int_tensor(file: &TensorFile, name: &str) -> Result<(Vec<usize>, Vec<u32>), ModelError> {
+    let (dtype, shape, bytes) = file.raw(name)?;
+    let err = |message: String| ModelError::Tensor {
+        path: file.path().to_owned(),
+        tensor: name.to_owned(),
+        message,
     };
+    let values = int_values(dtype, &bytes).ok_or_else(|| {
+        err(format!(
+            "unsupported dtype {dtype:?}: expected I64, I32 or U8"
+        ))
+    })?;
     if let Some((i, v)) = values
         .iter()
         .enumerate()
@@ -494,23 +499,12 @@ pub fn load_eval_set(
             ),
         ));
     }
-    let labels: Vec<i64> = match ldtype {
-        Dtype::I64 => lbytes
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-        Dtype::I32 => lbytes
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64)
-            .collect(),
-        Dtype::U8 => lbytes.iter().map(|&b| b as i64).collect(),
-        other => {
-            return Err(tensor_err(
-                &options.labels,
-                format!("unsupported dtype {other:?}: expected I64, I32 or U8"),
-            ))
-        }
-    };
+    let labels = int_values(ldtype, &lbytes).ok_or_else(|| {
+        tensor_err(
+            &options.labels,
+            format!("unsupported dtype {ldtype:?}: expected I64, I32 or U8"),
+        )
+    })?;
     let classes = graph.num_classes();
     if let Some((i, &l)) = labels
         .iter()
